@@ -1,0 +1,482 @@
+//! Typed configuration: a TOML file, then `ANCHORGATE_*` env vars and flags, validated before any port is bound.
+//!
+//! Precedence, lowest to highest: built-in defaults, the TOML file (`--config`), environment variables,
+//! command-line flags. Environment variables and flags are merged by `clap` in `main.rs` and applied with
+//! [`Config::apply_overrides`], so every override has exactly one name in each place.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use url::Url;
+
+/// Environment variable naming the TOML config file.
+pub const ENV_CONFIG: &str = "ANCHORGATE_CONFIG";
+/// Environment variable overriding [`Config::upstream`].
+pub const ENV_UPSTREAM: &str = "ANCHORGATE_UPSTREAM";
+/// Environment variable overriding [`Config::listen`].
+pub const ENV_LISTEN: &str = "ANCHORGATE_LISTEN";
+/// Environment variable overriding [`Config::public_base`].
+pub const ENV_PUBLIC_BASE: &str = "ANCHORGATE_PUBLIC_BASE";
+/// Environment variable overriding [`Config::data_dir`].
+pub const ENV_DATA_DIR: &str = "ANCHORGATE_DATA_DIR";
+/// Environment variable overriding [`Config::worker_threads`].
+pub const ENV_WORKER_THREADS: &str = "ANCHORGATE_WORKER_THREADS";
+/// Environment variable overriding [`LogConfig::level`] (a `tracing` filter).
+pub const ENV_LOG: &str = "ANCHORGATE_LOG";
+/// Environment variable overriding [`LogConfig::format`].
+pub const ENV_LOG_FORMAT: &str = "ANCHORGATE_LOG_FORMAT";
+
+/// A configuration that cannot be used; the message says which setting and why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file named by `--config`.
+        path: PathBuf,
+        /// The TOML or schema failure, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A setting has a value that cannot work.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        /// The setting's name as written in the TOML file.
+        setting: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// The upstream EHR's FHIR base URL, e.g. `http://ehr.internal:8090/fhir`.
+    pub upstream: Url,
+    /// The public FHIR base URL clients see, e.g. `https://fhir.example.org/fhir`. When unset, it is
+    /// derived per request from the `Host` header (and `X-Forwarded-*` from trusted proxies).
+    pub public_base: Option<Url>,
+    /// Path under which the gateway serves the FHIR API when `public_base` is unset.
+    pub fhir_path: String,
+    /// Directory for the gateway's own state (store, ledger).
+    pub data_dir: PathBuf,
+    /// Tokio worker threads; 0 means one per core.
+    pub worker_threads: usize,
+    /// Peers whose `X-Forwarded-Proto`/`X-Forwarded-Host`/`X-Request-Id` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Body and concurrency limits.
+    pub limits: LimitsConfig,
+    /// Timeouts, in milliseconds.
+    pub timeouts: TimeoutsConfig,
+    /// Upstream connection settings.
+    pub upstream_client: UpstreamClientConfig,
+    /// TLS termination; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Body-size and concurrency limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes; larger answers 413.
+    pub max_request_body: usize,
+    /// Largest FHIR response body the gateway will inspect, in bytes; larger answers 502.
+    /// Non-FHIR bodies (e.g. raw Binary) stream through and are not limited.
+    pub max_response_body: usize,
+    /// Requests processed at once; beyond this the gateway answers 503 at once rather than queueing.
+    pub max_concurrent_requests: usize,
+    /// HTTP/2 streams per client connection.
+    pub max_h2_streams: u32,
+}
+
+/// Timeouts, each in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Time a client has to send its request headers.
+    pub client_header_ms: u64,
+    /// Time a client has to send its whole request body; slower answers 408.
+    pub client_body_ms: u64,
+    /// Time to open a connection to the upstream; failure answers 502.
+    pub upstream_connect_ms: u64,
+    /// Time the upstream has to send response headers; slower answers 504.
+    pub upstream_response_ms: u64,
+    /// Time the upstream has to send a response body the gateway inspects; slower answers 504.
+    pub upstream_body_ms: u64,
+    /// Time given to in-flight requests after SIGTERM before the gateway exits.
+    pub shutdown_grace_ms: u64,
+}
+
+/// How the gateway talks to the upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamClientConfig {
+    /// Use HTTP/2 without negotiation (h2c) for a plain-HTTP upstream. For HTTPS upstreams HTTP/2 is
+    /// negotiated with ALPN whatever this says.
+    pub http2_prior_knowledge: bool,
+    /// Idle keep-alive connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+    /// How long an idle pooled connection is kept, in milliseconds.
+    pub pool_idle_timeout_ms: u64,
+    /// PEM file with extra CA certificates to trust for an HTTPS upstream.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// TLS termination for client connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Structured logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `anchorgate=debug`.
+    pub level: String,
+    /// `json` (default) or `pretty`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Values from the environment or the command line that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// See [`Config::upstream`].
+    pub upstream: Option<String>,
+    /// See [`Config::listen`].
+    pub listen: Option<String>,
+    /// See [`Config::public_base`].
+    pub public_base: Option<String>,
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::worker_threads`].
+    pub worker_threads: Option<usize>,
+    /// See [`LogConfig::level`].
+    pub log_level: Option<String>,
+    /// See [`LogConfig::format`].
+    pub log_format: Option<String>,
+}
+
+const MIB: usize = 1024 * 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            // The test upstream's default port; `--upstream` points anywhere else.
+            upstream: default_upstream(),
+            public_base: None,
+            fhir_path: "/fhir".to_owned(),
+            data_dir: PathBuf::from("anchorgate-data"),
+            worker_threads: 0,
+            trusted_proxies: Vec::new(),
+            limits: LimitsConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            upstream_client: UpstreamClientConfig::default(),
+            tls: None,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+fn default_upstream() -> Url {
+    // A literal URL that is known to parse; covered by `defaults_are_valid`.
+    Url::parse("http://127.0.0.1:8090/fhir").unwrap_or_else(|_| unreachable!())
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body: 16 * MIB,
+            max_response_body: 64 * MIB,
+            max_concurrent_requests: 4096,
+            max_h2_streams: 256,
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            client_header_ms: 10_000,
+            client_body_ms: 30_000,
+            upstream_connect_ms: 3_000,
+            upstream_response_ms: 60_000,
+            upstream_body_ms: 60_000,
+            shutdown_grace_ms: 25_000,
+        }
+    }
+}
+
+impl Default for UpstreamClientConfig {
+    fn default() -> Self {
+        Self {
+            http2_prior_knowledge: false,
+            pool_max_idle_per_host: 256,
+            pool_idle_timeout_ms: 60_000,
+            ca_file: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+impl TimeoutsConfig {
+    /// [`Self::client_header_ms`] as a duration.
+    pub fn client_header(&self) -> Duration {
+        Duration::from_millis(self.client_header_ms)
+    }
+    /// [`Self::client_body_ms`] as a duration.
+    pub fn client_body(&self) -> Duration {
+        Duration::from_millis(self.client_body_ms)
+    }
+    /// [`Self::upstream_connect_ms`] as a duration.
+    pub fn upstream_connect(&self) -> Duration {
+        Duration::from_millis(self.upstream_connect_ms)
+    }
+    /// [`Self::upstream_response_ms`] as a duration.
+    pub fn upstream_response(&self) -> Duration {
+        Duration::from_millis(self.upstream_response_ms)
+    }
+    /// [`Self::upstream_body_ms`] as a duration.
+    pub fn upstream_body(&self) -> Duration {
+        Duration::from_millis(self.upstream_body_ms)
+    }
+    /// [`Self::shutdown_grace_ms`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+impl Config {
+    /// Reads the TOML file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Applies environment and command-line overrides, parsing each as its TOML counterpart would be.
+    pub fn apply_overrides(&mut self, o: Overrides) -> Result<(), ConfigError> {
+        if let Some(v) = o.upstream {
+            self.upstream =
+                Url::parse(&v).map_err(|e| invalid("upstream", format!("{v:?}: {e}")))?;
+        }
+        if let Some(v) = o.listen {
+            self.listen = v
+                .parse()
+                .map_err(|e| invalid("listen", format!("{v:?}: {e} (expected IP:PORT)")))?;
+        }
+        if let Some(v) = o.public_base {
+            let url = Url::parse(&v).map_err(|e| invalid("public_base", format!("{v:?}: {e}")))?;
+            self.public_base = Some(url);
+        }
+        if let Some(v) = o.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = o.worker_threads {
+            self.worker_threads = v;
+        }
+        if let Some(v) = o.log_level {
+            self.log.level = v;
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = match v.as_str() {
+                "json" => LogFormat::Json,
+                "pretty" => LogFormat::Pretty,
+                _ => {
+                    return Err(invalid(
+                        "log.format",
+                        format!("{v:?}: expected json or pretty"),
+                    ))
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks every setting; runs before anything binds a port or touches the disk.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_base_url("upstream", &self.upstream)?;
+        if let Some(public) = &self.public_base {
+            check_base_url("public_base", public)?;
+        }
+        if !self.fhir_path.starts_with('/') || self.fhir_path.contains(['?', '#']) {
+            return Err(invalid(
+                "fhir_path",
+                "must be an absolute path such as /fhir",
+            ));
+        }
+        if self.limits.max_request_body == 0 || self.limits.max_response_body == 0 {
+            return Err(invalid("limits", "body limits must be above zero"));
+        }
+        if self.limits.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "limits.max_concurrent_requests",
+                "must be above zero",
+            ));
+        }
+        let t = &self.timeouts;
+        for (name, v) in [
+            ("timeouts.client_header_ms", t.client_header_ms),
+            ("timeouts.client_body_ms", t.client_body_ms),
+            ("timeouts.upstream_connect_ms", t.upstream_connect_ms),
+            ("timeouts.upstream_response_ms", t.upstream_response_ms),
+            ("timeouts.upstream_body_ms", t.upstream_body_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(name, "must be above zero"));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            for (name, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !path.is_file() {
+                    return Err(invalid(
+                        name,
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
+        }
+        if let Some(ca) = &self.upstream_client.ca_file {
+            if !ca.is_file() {
+                return Err(invalid(
+                    "upstream_client.ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a valid filter", self.log.level),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_base_url(setting: &'static str, url: &Url) -> Result<(), ConfigError> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(
+            setting,
+            format!("{url}: scheme must be http or https"),
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid(setting, format!("{url}: needs a host")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            setting,
+            format!("{url}: a base URL has no query or fragment"),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(setting, "credentials do not belong in the URL"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let mut c = Config::from_toml(
+            "listen = \"0.0.0.0:9000\"\nupstream = \"http://a:1/fhir\"\n[limits]\nmax_request_body = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_request_body, 10);
+        c.apply_overrides(Overrides {
+            upstream: Some("https://b/r4".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.upstream.as_str(), "https://b/r4");
+        assert_eq!(c.listen.port(), 9000);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(Config::from_toml("lisen = \"x\"").is_err());
+        let mut c = Config::default();
+        assert!(c
+            .apply_overrides(Overrides {
+                listen: Some("nope".into()),
+                ..Default::default()
+            })
+            .is_err());
+        c.upstream = Url::parse("ftp://x/fhir").unwrap();
+        assert!(c.validate().is_err());
+        let c = Config {
+            upstream: Url::parse("http://x/fhir?a=b").unwrap(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.timeouts.upstream_response_ms = 0;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Well-formedness of request bodies: JSON and XML syntax, nesting depth, and XML's entity hazards.
+//!
+//! This is the cheap first gate on the write path; the full FHIR validation builds on it.
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use super::format::Format;
+
+/// Deepest element nesting accepted in an XML body.
+pub const MAX_XML_DEPTH: usize = 128;
+/// Deepest object/array nesting accepted in a JSON body. FHIR resources rarely pass 20.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Why a body is not well-formed. The message carries a position, never body content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+/// Checks that `body` is well-formed in `format`.
+pub fn check(format: Format, body: &[u8]) -> Result<(), Malformed> {
+    match format {
+        Format::Json => check_json(body),
+        Format::Xml => check_xml(body),
+    }
+}
+
+/// Checks that `body` is one JSON value, nested at most [`MAX_JSON_DEPTH`] deep.
+pub fn check_json(body: &[u8]) -> Result<(), Malformed> {
+    // serde_json does not check UTF-8 inside strings it skips; RFC 8259 §8.1 requires UTF-8.
+    std::str::from_utf8(body).map_err(|e| {
+        Malformed(format!(
+            "JSON is not valid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })?;
+    check_json_depth(body)?;
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| {
+            // serde_json's messages name the problem and position but never echo content.
+            Malformed(format!("malformed JSON: {e}"))
+        })
+}
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`].
+///
+/// `serde_json` skips values it ignores without its recursion limit, so depth is counted here, in one
+/// pass that knows where strings are; syntax is left to the parser.
+fn check_json_depth(body: &[u8]) -> Result<(), Malformed> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in body.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(Malformed(format!(
+                        "JSON nested deeper than {MAX_JSON_DEPTH} levels at byte {i}"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `body` is one well-formed XML document with no DTD, nested at most [`MAX_XML_DEPTH`] deep.
+///
+/// A DOCTYPE is refused outright: FHIR XML never needs one, and it is the door to entity-expansion
+/// ("billion laughs") and external-entity attacks.
+pub fn check_xml(body: &[u8]) -> Result<(), Malformed> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        Malformed(format!(
+            "XML is not valid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut reader = Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut depth = 0usize;
+    let mut roots = 0usize;
+    loop {
+        let pos = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| Malformed(format!("malformed XML at byte {pos}: {e}")))?;
+        match event {
+            Event::DocType(_) => {
+                return Err(Malformed("XML with a DOCTYPE is not accepted".to_owned()));
+            }
+            Event::Start(_) => {
+                if depth == 0 {
+                    roots += 1;
+                }
+                depth += 1;
+                if depth > MAX_XML_DEPTH {
+                    return Err(Malformed(format!(
+                        "XML nested deeper than {MAX_XML_DEPTH} elements"
+                    )));
+                }
+            }
+            Event::Empty(_) if depth == 0 => roots += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Text(t) if depth == 0 && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err(Malformed("text outside the root element".to_owned()));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    match (roots, depth) {
+        (1, 0) => Ok(()),
+        (0, _) => Err(Malformed("XML has no root element".to_owned())),
+        (_, 0) => Err(Malformed("XML has more than one root element".to_owned())),
+        _ => Err(Malformed("XML ends inside an element".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json() {
+        assert!(check_json(br#"{"resourceType":"Patient"}"#).is_ok());
+        assert!(check_json(br#"{"resourceType":"Patient""#).is_err());
+        assert!(check_json(b"").is_err());
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(check_json(deep.as_bytes()).is_err());
+        assert!(check_json(b"{\"a\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn xml() {
+        assert!(check_xml(br#"<?xml version="1.0"?><Patient xmlns="http://hl7.org/fhir"><id value="1"/></Patient>"#).is_ok());
+        assert!(check_xml(b"<Patient><id></Patient>").is_err());
+        assert!(check_xml(b"<a/><b/>").is_err());
+        assert!(check_xml(b"").is_err());
+        assert!(check_xml(b"<a>").is_err());
+        let laughs = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]><lolz>&lol2;</lolz>"#;
+        assert_eq!(
+            check_xml(laughs),
+            Err(Malformed("XML with a DOCTYPE is not accepted".into()))
+        );
+        let deep = "<a>".repeat(200) + &"</a>".repeat(200);
+        assert!(check_xml(deep.as_bytes()).is_err());
+    }
+}

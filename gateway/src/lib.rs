@@ -1,0 +1,15 @@
+//! Anchorgate: a FHIR R4 gateway that proxies an existing EHR and adds validation, consent
+//! enforcement and tamper evidence.
+//!
+//! The modules follow a request's path: [`server`] (ingress and the phase pipeline), [`fhir`]
+//! (routes, formats, well-formedness, OperationOutcome), [`upstream`] (the EHR client), [`filter`]
+//! (the response filter), with [`config`], [`error`] and [`telemetry`] alongside.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod fhir;
+pub mod filter;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,165 @@
+//! The `anchorgate` command line: `serve` runs the gateway; `check-config` validates a configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anchorgate::config::{self, Config, Overrides};
+use anchorgate::server::{self, Gateway};
+use clap::{Args, Parser, Subcommand};
+
+/// Anchorgate: a FHIR R4 gateway in front of an existing EHR.
+///
+/// It proxies the EHR's FHIR API, re-homes every URL under its own public base, and answers every
+/// failure with a FHIR OperationOutcome. Settings come from a TOML file, then ANCHORGATE_* environment
+/// variables, then flags (later wins).
+#[derive(Debug, Parser)]
+#[command(name = "anchorgate", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: listen, proxy the upstream FHIR API, serve /healthz, /readyz and /metrics.
+    ///
+    /// Stops gracefully on SIGTERM or Ctrl-C: no new connections, in-flight requests drained.
+    Serve(ConfigArgs),
+    /// Load and validate the configuration, print it, and exit (0 valid, 2 invalid).
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// TOML config file.
+    #[arg(long, short, env = config::ENV_CONFIG)]
+    config: Option<PathBuf>,
+    /// Upstream FHIR base URL, e.g. http://127.0.0.1:8090/fhir.
+    #[arg(long, env = config::ENV_UPSTREAM)]
+    upstream: Option<String>,
+    /// Listen address, IP:PORT (default 127.0.0.1:8080).
+    #[arg(long, env = config::ENV_LISTEN)]
+    listen: Option<String>,
+    /// Public FHIR base URL clients use, e.g. https://fhir.example.org/fhir (default: from Host).
+    #[arg(long, env = config::ENV_PUBLIC_BASE)]
+    public_base: Option<String>,
+    /// Directory for the gateway's own state.
+    #[arg(long, env = config::ENV_DATA_DIR)]
+    data_dir: Option<PathBuf>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, env = config::ENV_WORKER_THREADS)]
+    worker_threads: Option<usize>,
+    /// Log filter, e.g. info or anchorgate=debug.
+    #[arg(long, env = config::ENV_LOG)]
+    log: Option<String>,
+    /// Log format: json or pretty.
+    #[arg(long, env = config::ENV_LOG_FORMAT)]
+    log_format: Option<String>,
+}
+
+impl ConfigArgs {
+    fn load(self) -> Result<Config, config::ConfigError> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        cfg.apply_overrides(Overrides {
+            upstream: self.upstream,
+            listen: self.listen,
+            public_base: self.public_base,
+            data_dir: self.data_dir,
+            worker_threads: self.worker_threads,
+            log_level: self.log,
+            log_format: self.log_format,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => match args.load() {
+            Ok(cfg) => serve(cfg),
+            Err(e) => usage_error(&e),
+        },
+        Command::CheckConfig(args) => match args.load() {
+            Ok(cfg) => {
+                println!("{cfg:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e),
+        },
+    }
+}
+
+fn usage_error(e: &config::ConfigError) -> ExitCode {
+    eprintln!("anchorgate: {e}");
+    ExitCode::from(2)
+}
+
+fn serve(cfg: Config) -> ExitCode {
+    anchorgate::telemetry::init_logging(&cfg.log);
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
+        eprintln!(
+            "anchorgate: cannot create data_dir {}: {e}",
+            cfg.data_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if cfg.worker_threads > 0 {
+        rt.worker_threads(cfg.worker_threads);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("anchorgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let gw = Arc::new(Gateway::new(cfg).map_err(server::ServeError::from)?);
+        server::serve(gw, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serve");
+            eprintln!("anchorgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,367 @@
+//! The phases of one FHIR request, in order: route → request filter → upstream → response filter.
+//!
+//! ```text
+//!  client ──▶ observe (request id, metrics, log) ──▶ admin endpoints
+//!                  │
+//!                  └─▶ concurrency budget ─▶ route ─▶ request filter ─▶ upstream ─▶ response filter ─▶ client
+//!                                           (FHIR     (media type, size,   (pooled    (base URLs, metadata
+//!                                            path)     time, well-formed)   client)    marking)
+//! ```
+//!
+//! Identity, policy, validation, anchoring and audit slot in between these phases as they are built;
+//! each phase returns a [`GatewayError`] on failure, and [`observe`] turns it into the response.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+
+use super::{public_base, ConnInfo};
+use crate::body::{self, Body, CollectError};
+use crate::error::GatewayError;
+use crate::fhir::format::{body_kind, negotiate};
+use crate::fhir::{wellformed, BodyKind, Format, Interaction, Route};
+use crate::filter::{self, BaseMap};
+use crate::server::admin;
+use crate::server::state::Gateway;
+use crate::telemetry::metrics::{InteractionLabels, RequestLabels, UpstreamErrorLabels};
+use crate::upstream::headers as hop;
+
+/// Header carrying the request id, both ways.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// What is known about a request as it moves through the phases; logged and measured at the end.
+#[derive(Debug)]
+struct Ctx {
+    request_id: String,
+    format: Format,
+    interaction: Option<Interaction>,
+    resource_type: Option<&'static str>,
+    upstream_status: Option<u16>,
+    upstream_elapsed: Option<Duration>,
+}
+
+/// Handles one request end to end and never fails: every error becomes an OperationOutcome.
+pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let mut ctx = Ctx {
+        request_id: request_id(&gw, &conn, &req),
+        format: negotiate(req.uri().query(), req.headers()),
+        interaction: None,
+        resource_type: None,
+        upstream_status: None,
+        upstream_elapsed: None,
+    };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    gw.metrics.in_flight.inc();
+    let admin_route = !is_under(&path, &gw.fhir_path);
+    let result = if admin_route {
+        match admin::handle(&gw, &method, &path).await {
+            Some(r) => r,
+            None => Err(GatewayError::NoEndpoint(format!("{}/", gw.fhir_path))),
+        }
+    } else {
+        match gw.limiter.clone().try_acquire_owned() {
+            Ok(_permit) => fhir(&gw, &conn, &mut ctx, req).await,
+            Err(_) => Err(GatewayError::Overloaded),
+        }
+    };
+    gw.metrics.in_flight.dec();
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(kind) = upstream_error_kind(&e) {
+                gw.metrics
+                    .upstream_errors
+                    .get_or_create(&UpstreamErrorLabels { kind })
+                    .inc();
+            }
+            tracing::info!(request_id = %ctx.request_id, error = %e, side = ?e.side(), "request refused or failed");
+            e.into_response(ctx.format)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    let elapsed = started.elapsed();
+    let interaction = match (admin_route, ctx.interaction) {
+        (true, _) => "admin",
+        (false, Some(i)) => i.name(),
+        (false, None) => "unrouted",
+    };
+    gw.metrics.record(
+        RequestLabels {
+            interaction,
+            resource_type: ctx.resource_type.unwrap_or("none"),
+            status: resp.status().as_u16(),
+        },
+        elapsed,
+    );
+    if !admin_route {
+        // Method, interaction, type and status only: paths and queries can carry identifiers and PHI.
+        tracing::info!(
+            request_id = %ctx.request_id,
+            method = %method,
+            interaction,
+            resource_type = ctx.resource_type.unwrap_or(""),
+            status = resp.status().as_u16(),
+            upstream_status = ctx.upstream_status,
+            upstream_ms = ctx.upstream_elapsed.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
+    resp
+}
+
+fn upstream_error_kind(e: &GatewayError) -> Option<&'static str> {
+    match e {
+        GatewayError::UpstreamUnreachable => Some("unreachable"),
+        GatewayError::UpstreamTimeout(_) => Some("timeout"),
+        GatewayError::UpstreamBadResponse(_) => Some("bad_response"),
+        _ => None,
+    }
+}
+
+/// Whether `path` is `base` or below it.
+fn is_under(path: &str, base: &str) -> bool {
+    path.strip_prefix(base)
+        .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+}
+
+/// A trusted proxy's well-formed `X-Request-Id`, or a fresh one.
+fn request_id(gw: &Gateway, conn: &ConnInfo, req: &Request<Incoming>) -> String {
+    let incoming = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()));
+    match incoming {
+        Some(v) if gw.is_trusted_proxy(conn.peer.ip()) => v.to_owned(),
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+/// The FHIR phases.
+async fn fhir(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let (parts, body) = req.into_parts();
+    let rest = parts.uri.path()[gw.fhir_path.len()..]
+        .trim_start_matches('/')
+        .to_owned();
+    let query = parts
+        .uri
+        .query()
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned);
+
+    // Route: which interaction this is, or a 404/405 before anything else happens.
+    let route = Route::parse(&parts.method, &rest, query.is_some())?;
+    ctx.interaction = Some(route.interaction);
+    ctx.resource_type = route.resource_type;
+    let public = public_base::resolve(gw, &parts, conn)?;
+
+    // Request filter: media type, size, time and well-formedness of the body.
+    let body = request_body(gw, &parts, &route, body).await?;
+    let body = rehome_request_body(gw, &parts, &public, body)?;
+
+    // Upstream.
+    let mut headers = parts.headers;
+    hop::for_upstream(&mut headers);
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(REQUEST_ID, v);
+    }
+    let mut up_req = Request::new(Full::new(body));
+    *up_req.method_mut() = parts.method.clone();
+    *up_req.uri_mut() = gw.upstream.uri_for(&rest, query.as_deref())?;
+    *up_req.headers_mut() = headers;
+    let sent = Instant::now();
+    let up_resp = gw.upstream.send(up_req).await?;
+    let up_elapsed = sent.elapsed();
+    ctx.upstream_status = Some(up_resp.status().as_u16());
+    ctx.upstream_elapsed = Some(up_elapsed);
+    gw.metrics
+        .upstream_duration
+        .get_or_create(&InteractionLabels {
+            interaction: route.interaction.name(),
+        })
+        .observe(up_elapsed.as_secs_f64());
+
+    // Response filter.
+    response_filter(gw, &route, &parts.method, &public, up_resp).await
+}
+
+/// Reads the request body within the size and time limits and checks its media type and syntax.
+async fn request_body(
+    gw: &Gateway,
+    parts: &Parts,
+    route: &Route,
+    body: Incoming,
+) -> Result<Bytes, GatewayError> {
+    let limit = gw.config.limits.max_request_body;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge(limit));
+    }
+    let timeout = gw.config.timeouts.client_body();
+    let bytes = body::collect(body, limit, timeout)
+        .await
+        .map_err(|e| match e {
+            CollectError::TooLarge(n) => GatewayError::BodyTooLarge(n),
+            CollectError::Timeout(d) => GatewayError::ClientTimeout(d.as_millis()),
+            CollectError::Io(e) => {
+                GatewayError::bad_request(format!("the request body could not be read: {e}"), None)
+            }
+        })?;
+    let kind = body_kind(&parts.headers);
+    let root = route.resource_type.unwrap_or(match route.interaction {
+        Interaction::BatchOrTransaction => "Bundle",
+        _ => "Parameters",
+    });
+    let check = |format: Format| {
+        wellformed::check(format, &bytes).map_err(|m| GatewayError::MalformedBody {
+            message: m.0,
+            expression: Some(root.to_owned()),
+        })
+    };
+    let is_binary = route.resource_type == Some("Binary");
+    let post = parts.method == Method::POST;
+    match (route.interaction, kind) {
+        (i, BodyKind::Fhir(f)) if i.has_resource_body() => check(f),
+        (Interaction::Patch | Interaction::ConditionalPatch, BodyKind::JsonPatch) => {
+            wellformed::check_json(&bytes).map_err(|m| GatewayError::MalformedBody {
+                message: m.0,
+                expression: None,
+            })
+        }
+        // Binary content may be sent raw, in its own media type (R4 §3.1.0.1.10).
+        (i, BodyKind::Other) if i.has_resource_body() && is_binary => Ok(()),
+        (i, BodyKind::Missing) if i.has_resource_body() => Err(GatewayError::UnsupportedMediaType(
+            "a Content-Type of application/fhir+json or application/fhir+xml is required".to_owned(),
+        )),
+        (i, _) if i.has_resource_body() => Err(GatewayError::UnsupportedMediaType(format!(
+            "Content-Type {} is not accepted here; use application/fhir+json or application/fhir+xml{}",
+            content_type_text(parts),
+            if matches!(i, Interaction::Patch | Interaction::ConditionalPatch) {
+                " (FHIRPath Patch) or application/json-patch+json"
+            } else {
+                ""
+            }
+        ))),
+        (Interaction::SearchType | Interaction::SearchSystem, k) if post => match k {
+            BodyKind::Form => Ok(()),
+            BodyKind::Missing if bytes.is_empty() => Ok(()),
+            _ => Err(GatewayError::UnsupportedMediaType(format!(
+                "Content-Type {} is not accepted for _search; use application/x-www-form-urlencoded",
+                content_type_text(parts)
+            ))),
+        },
+        (Interaction::Operation, BodyKind::Fhir(f)) if post => check(f),
+        _ => Ok(()),
+    }?;
+    Ok(bytes)
+}
+
+fn content_type_text(parts: &Parts) -> String {
+    parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(100).collect())
+        .unwrap_or_else(|| "(none)".to_owned())
+}
+
+/// Re-homes absolute URLs under the public base (e.g. a transaction's `fullUrl`s) onto the upstream base.
+fn rehome_request_body(
+    gw: &Gateway,
+    parts: &Parts,
+    public: &str,
+    body: Bytes,
+) -> Result<Bytes, GatewayError> {
+    let BodyKind::Fhir(format) = body_kind(&parts.headers) else {
+        return Ok(body);
+    };
+    let Ok(public_url) = url::Url::parse(public) else {
+        return Ok(body);
+    };
+    let map = BaseMap::new(&public_url, gw.upstream.base().as_str());
+    match filter::rewrite_body(format, &body, &map) {
+        Ok(Some(new)) => Ok(Bytes::from(new)),
+        Ok(None) => Ok(body),
+        // Already checked well-formed, so this is unreachable in practice; refuse rather than guess.
+        Err(e) => Err(GatewayError::MalformedBody {
+            message: e.to_string(),
+            expression: None,
+        }),
+    }
+}
+
+/// Cleans the upstream response and re-homes every upstream URL under the public base.
+async fn response_filter(
+    gw: &Gateway,
+    route: &Route,
+    method: &Method,
+    public: &str,
+    resp: Response<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let (mut parts, body) = resp.into_parts();
+    hop::strip_hop_by_hop(&mut parts.headers);
+    let map = BaseMap::new(gw.upstream.base(), public);
+    filter::headers::rewrite(&mut parts.headers, &map);
+
+    let bodiless = *method == Method::HEAD
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED
+        || parts.status.is_informational();
+    let BodyKind::Fhir(format) = body_kind(&parts.headers) else {
+        // Not FHIR (e.g. raw Binary content): nothing to inspect, so stream it through.
+        return Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ));
+    };
+    if bodiless {
+        return Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ));
+    }
+    let limit = gw.config.limits.max_response_body;
+    let timeout = gw.config.timeouts.upstream_body();
+    let bytes = body::collect(body, limit, timeout)
+        .await
+        .map_err(|e| match e {
+            CollectError::TooLarge(n) => {
+                GatewayError::UpstreamBadResponse(format!("body larger than {n} bytes"))
+            }
+            CollectError::Timeout(d) => GatewayError::UpstreamTimeout(d.as_millis()),
+            CollectError::Io(e) => {
+                GatewayError::UpstreamBadResponse(format!("body broke off: {e}"))
+            }
+        })?;
+    let rewritten = filter::rewrite_body(format, &bytes, &map)
+        .map_err(|e| GatewayError::UpstreamBadResponse(e.to_string()))?;
+    let mut out = rewritten.map_or(bytes, Bytes::from);
+    if route.interaction == Interaction::Capabilities && parts.status.is_success() {
+        if let Some(marked) = filter::mark_capabilities(format, &out, map.target()) {
+            out = Bytes::from(marked);
+        }
+    }
+    // The body may have changed length; hyper sets Content-Length from the buffered body.
+    parts.headers.remove(CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, body::full(out)))
+}

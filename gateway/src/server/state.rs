@@ -1,0 +1,78 @@
+//! What every request shares: config, the upstream client, metrics, the concurrency budget.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::{Upstream, UpstreamBuildError};
+
+/// Shared state of a running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Config,
+    /// The upstream client.
+    pub upstream: Upstream,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Requests allowed in flight at once.
+    pub limiter: Arc<Semaphore>,
+    /// Local path of the FHIR API, without a trailing slash.
+    pub fhir_path: String,
+    /// The configured public base without a trailing slash, if any.
+    pub public_base: Option<String>,
+    /// Last readiness probe: when, and whether the upstream answered.
+    ready_cache: std::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl Gateway {
+    /// Builds the shared state from a validated config.
+    pub fn new(config: Config) -> Result<Self, UpstreamBuildError> {
+        let upstream = Upstream::new(
+            config.upstream.clone(),
+            &config.upstream_client,
+            &config.timeouts,
+        )?;
+        Ok(Self {
+            limiter: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
+            fhir_path: config.fhir_path.trim_end_matches('/').to_owned(),
+            public_base: config
+                .public_base
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            upstream,
+            metrics: Metrics::default(),
+            ready_cache: std::sync::Mutex::new(None),
+            config,
+        })
+    }
+
+    /// Whether `ip` is a configured trusted proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
+    }
+
+    /// Whether the upstream is reachable; probes at most once a second however often it is asked.
+    pub async fn upstream_ready(&self) -> bool {
+        const FRESH: Duration = Duration::from_secs(1);
+        if let Ok(guard) = self.ready_cache.lock() {
+            if let Some((at, ok)) = *guard {
+                if at.elapsed() < FRESH {
+                    return ok;
+                }
+            }
+        }
+        let ok = self.upstream.ready(Duration::from_secs(2)).await;
+        if let Ok(mut guard) = self.ready_cache.lock() {
+            *guard = Some((Instant::now(), ok));
+        }
+        ok
+    }
+}
