@@ -1,1 +1,366 @@
+//! End-to-end harness: starts the real test upstream (sekmet) and the real `anchorgate` binary on free
+//! loopback ports, waits for readiness, and cleans up even when a test process dies.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test-only crate: a failed unwrap is a failed test
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Scratch space for this test process, under `target/e2e/`.
+pub fn work_dir(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let dir = target
+        .join("e2e")
+        .join(format!("{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `anchorgate` binary: `ANCHORGATE_BIN`, or the debug build, built once if missing or stale.
+pub fn gateway_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("ANCHORGATE_BIN") {
+            return PathBuf::from(p);
+        }
+        // `cargo build` is a no-op when the binary is fresh; running it keeps `cargo test` self-sufficient.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "anchorgate", "--bin", "anchorgate"])
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building anchorgate failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"));
+        target.join("debug").join("anchorgate")
+    })
+    .clone()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills `pid` when this test process exits, however it exits: a detached shell polls for our pid.
+fn reap_with_parent(pid: u32) {
+    let me = std::process::id();
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -TERM {pid} 2>/dev/null; sleep 3; kill -KILL {pid} 2>/dev/null"
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+/// Polls `url` until it answers 200, or panics after `within`.
+pub fn wait_for_ok(url: &str, within: Duration) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Ok(r) = client.get(url).send() {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} did not answer 200 within {within:?}");
+}
+
+/// A running sekmet test upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its FHIR base.
+    pub base: String,
+    workdir: PathBuf,
+}
+
+fn sekmet_script() -> PathBuf {
+    repo_root().join("tests/upstream/sekmet.sh")
+}
+
+impl Upstream {
+    /// Starts a fresh sekmet with an empty store.
+    pub fn start() -> Upstream {
+        let port = free_port();
+        let workdir = work_dir(&format!("sekmet-{port}"));
+        let out = Command::new("bash")
+            .arg(sekmet_script())
+            .arg("start")
+            .arg(port.to_string())
+            .arg(&workdir)
+            .output()
+            .expect("run sekmet.sh");
+        assert!(
+            out.status.success(),
+            "sekmet did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Ok(pid) = std::fs::read_to_string(workdir.join("sekmet.pid")) {
+            if let Ok(pid) = pid.trim().parse() {
+                reap_with_parent(pid);
+            }
+        }
+        Upstream {
+            port,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+            workdir,
+        }
+    }
+
+    /// One upstream shared by every test in this process.
+    pub fn shared() -> &'static Upstream {
+        static UP: OnceLock<Upstream> = OnceLock::new();
+        UP.get_or_init(Upstream::start)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(sekmet_script())
+            .arg("stop")
+            .arg(&self.workdir)
+            .output();
+    }
+}
+
+/// A running `anchorgate serve`.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its FHIR base as clients see it.
+    pub base: String,
+    /// Where its stderr (the JSON log) goes.
+    pub log: PathBuf,
+}
+
+/// How to start a gateway.
+#[derive(Debug, Default, Clone)]
+pub struct GatewayOptions {
+    /// Extra command-line arguments after `serve`.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Config file contents, written to a file and passed with `--config`.
+    pub config_toml: Option<String>,
+    /// Scheme to probe readiness with (`https` for TLS tests).
+    pub https: bool,
+}
+
+impl Gateway {
+    /// Starts a gateway in front of `upstream` with default options.
+    pub fn start(upstream: &str) -> Gateway {
+        Gateway::start_with(upstream, GatewayOptions::default())
+    }
+
+    /// Starts a gateway in front of `upstream` and waits until `/healthz` answers.
+    pub fn start_with(upstream: &str, opts: GatewayOptions) -> Gateway {
+        let port = free_port();
+        let dir = work_dir(&format!("gateway-{port}"));
+        let log = dir.join("gateway.log");
+        let mut cmd = Command::new(gateway_bin());
+        cmd.arg("serve")
+            .arg("--upstream")
+            .arg(upstream)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(&opts.args)
+            .env_remove("ANCHORGATE_PUBLIC_BASE")
+            .env("ANCHORGATE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(toml) = &opts.config_toml {
+            let path = dir.join("anchorgate.toml");
+            std::fs::write(&path, toml).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn anchorgate");
+        reap_with_parent(child.id());
+        let mut gw = Gateway {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}/fhir"),
+            log,
+        };
+        let scheme = if opts.https { "https" } else { "http" };
+        if !opts.https {
+            wait_for_ok(
+                &format!("{scheme}://127.0.0.1:{port}/healthz"),
+                Duration::from_secs(20),
+            );
+        } else {
+            gw.wait_for_port(Duration::from_secs(20));
+        }
+        gw
+    }
+
+    fn wait_for_port(&mut self, within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited early with {status}: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway port {} not open within {within:?}", self.port);
+    }
+
+    /// One gateway in front of the shared upstream, shared by every test in this process.
+    pub fn shared() -> &'static Gateway {
+        static GW: OnceLock<Gateway> = OnceLock::new();
+        GW.get_or_init(|| Gateway::start(&Upstream::shared().base))
+    }
+
+    /// The gateway's root URL (for admin endpoints).
+    pub fn root(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The log written so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log's lines parsed as JSON objects.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        let Ok(f) = std::fs::File::open(&self.log) else {
+            return Vec::new();
+        };
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking HTTP client for tests: no redirects, 30 s timeout.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Asserts that `body` is an OperationOutcome (JSON) with an issue of `code`, and returns it.
+pub fn assert_outcome(body: &str, code: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert_eq!(v["resourceType"], "OperationOutcome", "{body}");
+    let issue = &v["issue"][0];
+    assert_eq!(issue["code"], code, "{body}");
+    assert!(
+        issue["severity"] == "error" || issue["severity"] == "fatal",
+        "{body}"
+    );
+    assert!(
+        issue["diagnostics"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    v
+}
+
+/// A misbehaving upstream on a free port, for fault tests: it accepts connections and reads the
+/// request head, then answers after `delay` with a small FHIR JSON body, or never when `delay` is `None`.
+pub fn faulty_upstream(delay: Option<Duration>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                match delay {
+                    None => std::thread::sleep(Duration::from_secs(3600)),
+                    Some(d) => {
+                        std::thread::sleep(d);
+                        let body = r#"{"resourceType":"Patient","id":"slow"}"#;
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/fhir+json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                }
+            });
+        }
+    });
+    port
+}

@@ -1,0 +1,171 @@
+//! The binary's life: `--help`, config refused before binding, graceful SIGTERM, and TLS termination.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anchorgate_e2e::{
+    client, faulty_upstream, free_port, gateway_bin, work_dir, Gateway, GatewayOptions, Upstream,
+};
+
+#[test]
+fn help_documents_every_subcommand() {
+    let out = Command::new(gateway_bin()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "check-config"] {
+        assert!(text.contains(sub), "{text}");
+    }
+    let out = Command::new(gateway_bin())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--upstream",
+        "ANCHORGATE_UPSTREAM",
+        "--listen",
+        "ANCHORGATE_LISTEN",
+        "ANCHORGATE_PUBLIC_BASE",
+        "ANCHORGATE_DATA_DIR",
+    ] {
+        assert!(text.contains(flag), "{flag} missing: {text}");
+    }
+}
+
+#[test]
+fn invalid_config_exits_2_before_binding() {
+    let port = free_port();
+    let dir = work_dir("badconfig");
+    let bad_file = dir.join("bad.toml");
+    std::fs::write(&bad_file, "listen = \"127.0.0.1:1\"\nnot_a_setting = 1\n").unwrap();
+    let cases: Vec<(Vec<String>, Vec<(&str, String)>, &str)> = vec![
+        (
+            vec!["--upstream".into(), "ftp://x/fhir".into()],
+            vec![],
+            "scheme must be http or https",
+        ),
+        (
+            vec![],
+            vec![("ANCHORGATE_UPSTREAM", "not a url".into())],
+            "upstream",
+        ),
+        (
+            vec![],
+            vec![("ANCHORGATE_LISTEN", "nowhere".into())],
+            "listen",
+        ),
+        (
+            vec!["--config".into(), bad_file.display().to_string()],
+            vec![],
+            "not_a_setting",
+        ),
+        (
+            vec![
+                "--config".into(),
+                dir.join("missing.toml").display().to_string(),
+            ],
+            vec![],
+            "cannot read config file",
+        ),
+    ];
+    for (args, env, needle) in cases {
+        let mut cmd = Command::new(gateway_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        // The env var cases must not be overridden by the flag.
+        if env.iter().any(|(k, _)| *k == "ANCHORGATE_LISTEN") {
+            cmd = Command::new(gateway_bin());
+            cmd.arg("serve");
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(err.contains(needle), "{needle} not in {err}");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port was bound"
+        );
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let port = faulty_upstream(Some(Duration::from_millis(1500)));
+    let mut gw = Gateway::start(&format!("http://127.0.0.1:{port}/fhir"));
+    let base = gw.base.clone();
+    let in_flight = std::thread::spawn(move || {
+        client()
+            .get(format!("{base}/Patient/slow"))
+            .send()
+            .unwrap()
+            .status()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = gw
+        .terminate(Duration::from_secs(10))
+        .expect("gateway did not exit");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        in_flight.join().unwrap(),
+        200,
+        "in-flight request was not drained"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_err(),
+        "still accepting"
+    );
+    assert!(gw.log_text().contains("shutting down"));
+}
+
+#[test]
+fn tls_termination_serves_fhir_over_https() {
+    let dir = work_dir("tls");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    let gw = Gateway::start_with(
+        &Upstream::shared().base,
+        GatewayOptions {
+            config_toml: Some(format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                dir.join("cert.pem").display(),
+                dir.join("key.pem").display()
+            )),
+            https: true,
+            ..Default::default()
+        },
+    );
+    let c = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/fhir/metadata", gw.port);
+    let mut ok = None;
+    for _ in 0..100 {
+        if let Ok(r) = c.get(&url).send() {
+            ok = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = ok.expect("https request failed");
+    assert_eq!(r.status(), 200);
+    let cs: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        cs["implementation"]["url"],
+        format!("https://localhost:{}/fhir", gw.port)
+    );
+    // Plain HTTP to the TLS port is refused, not served.
+    assert!(client()
+        .get(format!("http://127.0.0.1:{}/healthz", gw.port))
+        .send()
+        .is_err());
+}
