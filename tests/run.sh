@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: lint, unit tests, end-to-end tests against the real test upstream,
+# and the conformance runners. Installs what it needs (the upstream's cached virtualenv). Exits non-zero
+# when anything fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "test upstream (sekmet-fhir, cached virtualenv)"
+bash tests/upstream/sekmet.sh install
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build (debug)"
+cargo build --workspace --all-targets --locked
+
+step "unit, end-to-end and conformance tests"
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt || status=$?
+
+if [ -f target/conformance/rest-report.md ]; then
+  step "REST pass-through conformance report"
+  cat target/conformance/rest-report.md
+fi
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' \
+  target/test-output.txt
+exit "$status"
