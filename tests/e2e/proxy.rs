@@ -273,3 +273,21 @@ fn logs_carry_no_phi_no_query_and_no_tokens() {
         .iter()
         .any(|l| l["message"] == "request" && l["interaction"] == "create" && l["status"] == 201));
 }
+
+#[test]
+fn clients_may_speak_http2() {
+    let gw = Gateway::shared();
+    let c = reqwest::blocking::Client::builder().http2_prior_knowledge().build().unwrap();
+    let r = c.get(format!("{}/Patient?_count=1", gw.base)).send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert!(!r.text().unwrap().contains(&upstream_authority()));
+}
+
+#[test]
+fn head_keeps_headers_without_a_stale_length() {
+    let gw = Gateway::shared();
+    let r = client().head(format!("{}/metadata", gw.base)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/fhir+json"));
+}

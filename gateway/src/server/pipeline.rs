@@ -59,7 +59,7 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
     };
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    gw.metrics.in_flight.inc();
+    let in_flight = InFlight::enter(&gw);
     let admin_route = !is_under(&path, &gw.fhir_path);
     let result = if admin_route {
         match admin::handle(&gw, &method, &path).await {
@@ -72,7 +72,7 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
             Err(_) => Err(GatewayError::Overloaded),
         }
     };
-    gw.metrics.in_flight.dec();
+    drop(in_flight);
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -118,6 +118,22 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
         );
     }
     resp
+}
+
+/// Counts a request in the in-flight gauge until dropped, even when the handler unwinds.
+struct InFlight<'a>(&'a Gateway);
+
+impl<'a> InFlight<'a> {
+    fn enter(gw: &'a Gateway) -> Self {
+        gw.metrics.in_flight.inc();
+        Self(gw)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight.dec();
+    }
 }
 
 fn upstream_error_kind(e: &GatewayError) -> Option<&'static str> {
