@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the response filter's hot path: re-homing base URLs in a 50-entry searchset
 //! Bundle, in JSON and XML, against the cost of merely parsing the same JSON with serde_json.
+#![allow(clippy::unwrap_used)] // benchmark set-up on literal input
 
 use anchorgate::fhir::Format;
 use anchorgate::filter::{rewrite_body, BaseMap};
