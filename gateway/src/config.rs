@@ -85,6 +85,10 @@ pub struct Config {
     pub worker_threads: usize,
     /// Peers whose `X-Forwarded-Proto`/`X-Forwarded-Host`/`X-Request-Id` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Path prefixes under the FHIR base that are not FHIR REST routes but that the upstream hands out
+    /// itself, such as bulk-data status and file URLs. They pass through for GET, HEAD and DELETE only;
+    /// any other unknown path answers 404.
+    pub passthrough_paths: Vec<String>,
     /// Body and concurrency limits.
     pub limits: LimitsConfig,
     /// Timeouts, in milliseconds.
@@ -207,6 +211,8 @@ impl Default for Config {
             data_dir: PathBuf::from("anchorgate-data"),
             worker_threads: 0,
             trusted_proxies: Vec::new(),
+            // Where bulk-data export servers commonly put job status and output files.
+            passthrough_paths: vec!["bulk-status/".to_owned(), "bulk-files/".to_owned()],
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             upstream_client: UpstreamClientConfig::default(),
@@ -360,6 +366,17 @@ impl Config {
                 "fhir_path",
                 "must be an absolute path such as /fhir",
             ));
+        }
+        for p in &self.passthrough_paths {
+            if p.is_empty()
+                || p.starts_with(['/', '$', '_'])
+                || p.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                return Err(invalid(
+                    "passthrough_paths",
+                    format!("{p:?}: must be a relative path that cannot be a FHIR route (lowercase, no leading / $ _)"),
+                ));
+            }
         }
         if self.limits.max_request_body == 0 || self.limits.max_response_body == 0 {
             return Err(invalid("limits", "body limits must be above zero"));

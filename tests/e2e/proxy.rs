@@ -277,8 +277,14 @@ fn logs_carry_no_phi_no_query_and_no_tokens() {
 #[test]
 fn clients_may_speak_http2() {
     let gw = Gateway::shared();
-    let c = reqwest::blocking::Client::builder().http2_prior_knowledge().build().unwrap();
-    let r = c.get(format!("{}/Patient?_count=1", gw.base)).send().unwrap();
+    let c = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("{}/Patient?_count=1", gw.base))
+        .send()
+        .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     assert!(!r.text().unwrap().contains(&upstream_authority()));
@@ -287,7 +293,48 @@ fn clients_may_speak_http2() {
 #[test]
 fn head_keeps_headers_without_a_stale_length() {
     let gw = Gateway::shared();
-    let r = client().head(format!("{}/metadata", gw.base)).send().unwrap();
+    let r = client()
+        .head(format!("{}/metadata", gw.base))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/fhir+json"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/fhir+json"));
+}
+
+#[test]
+fn forwarded_headers_are_believed_only_from_trusted_proxies() {
+    let up = Upstream::shared();
+    let trusting = anchorgate_e2e::Gateway::start_with(
+        &up.base,
+        anchorgate_e2e::GatewayOptions {
+            config_toml: Some("trusted_proxies = [\"127.0.0.0/8\"]\n".into()),
+            ..Default::default()
+        },
+    );
+    let untrusting = Gateway::shared();
+    let read_url = |gw: &Gateway| {
+        let r = client()
+            .get(format!("{}/metadata", gw.base))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "fhir.example.org")
+            .header("x-request-id", "lb-123")
+            .send()
+            .unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let cs: Value = r.json().unwrap();
+        (cs["implementation"]["url"].as_str().unwrap().to_owned(), id)
+    };
+    assert_eq!(
+        read_url(&trusting),
+        (
+            "https://fhir.example.org/fhir".to_owned(),
+            "lb-123".to_owned()
+        )
+    );
+    let (url, id) = read_url(untrusting);
+    assert_eq!(url, untrusting.base);
+    assert_ne!(id, "lb-123");
 }

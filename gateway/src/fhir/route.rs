@@ -41,6 +41,8 @@ pub enum Interaction {
     BatchOrTransaction,
     /// `[base]/$op`, `[base]/[type]/$op`, `[base]/[type]/[id]/$op` or on a version.
     Operation,
+    /// A configured non-FHIR path the upstream hands out (e.g. a bulk-data status URL).
+    Passthrough,
 }
 
 impl Interaction {
@@ -65,6 +67,7 @@ impl Interaction {
             Interaction::HistorySystem => "history-system",
             Interaction::BatchOrTransaction => "batch-transaction",
             Interaction::Operation => "operation",
+            Interaction::Passthrough => "passthrough",
         }
     }
 
@@ -333,6 +336,22 @@ fn allow(method: &Method, allowed: &'static str, ok: &[Method]) -> Result<(), Ro
 }
 
 impl Route {
+    /// The route of a configured pass-through path; only reads and deletes are allowed there.
+    pub fn passthrough(method: &Method, rest: &str) -> Result<Route, RouteError> {
+        // No dot segments, encoded or not: the upstream would resolve them into some other route and
+        // step around every check the gateway makes on FHIR routes.
+        let lower = rest.to_ascii_lowercase();
+        if rest.split('/').any(|seg| seg == "." || seg == "..")
+            || lower.contains("%2e")
+            || lower.contains("%2f")
+            || lower.contains('\\')
+        {
+            return Err(RouteError::UnknownRoute);
+        }
+        allow(method, "GET, HEAD, DELETE", &[Method::GET, Method::DELETE])?;
+        Ok(Route::new(Interaction::Passthrough, None))
+    }
+
     fn new(interaction: Interaction, resource_type: Option<&'static str>) -> Self {
         Self {
             interaction,

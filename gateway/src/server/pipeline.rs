@@ -182,7 +182,16 @@ async fn fhir(
         .map(str::to_owned);
 
     // Route: which interaction this is, or a 404/405 before anything else happens.
-    let route = Route::parse(&parts.method, &rest, query.is_some())?;
+    let route = if gw
+        .config
+        .passthrough_paths
+        .iter()
+        .any(|p| rest.starts_with(p.as_str()))
+    {
+        Route::passthrough(&parts.method, &rest)?
+    } else {
+        Route::parse(&parts.method, &rest, query.is_some())?
+    };
     ctx.interaction = Some(route.interaction);
     ctx.resource_type = route.resource_type;
     let public = public_base::resolve(gw, &parts, conn)?;
