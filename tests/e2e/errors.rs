@@ -1,5 +1,6 @@
 //! Every failure answers with the right status and an OperationOutcome: unknown routes, bad media types,
 //! oversized, malformed and hostile bodies, slow clients, and an upstream that is down or hangs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,4 +1,5 @@
 //! The binary's life: `--help`, config refused before binding, graceful SIGTERM, and TLS termination.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::process::Command;
 use std::time::Duration;
@@ -32,67 +33,52 @@ fn help_documents_every_subcommand() {
     }
 }
 
+/// Runs `anchorgate serve` with `args` and `env`, and expects exit 2 with `needle` in stderr and `port`
+/// never bound.
+fn expect_refusal(port: u16, args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let mut cmd = Command::new(gateway_bin());
+    cmd.arg("serve");
+    if !env.iter().any(|(k, _)| *k == "ANCHORGATE_LISTEN") {
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+    }
+    let out = cmd.args(args).envs(env.iter().copied()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+    assert!(err.contains(needle), "{needle} not in {err}");
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "port was bound"
+    );
+}
+
 #[test]
 fn invalid_config_exits_2_before_binding() {
     let port = free_port();
     let dir = work_dir("badconfig");
     let bad_file = dir.join("bad.toml");
     std::fs::write(&bad_file, "listen = \"127.0.0.1:1\"\nnot_a_setting = 1\n").unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, String)>, &str)> = vec![
-        (
-            vec!["--upstream".into(), "ftp://x/fhir".into()],
-            vec![],
-            "scheme must be http or https",
-        ),
-        (
-            vec![],
-            vec![("ANCHORGATE_UPSTREAM", "not a url".into())],
-            "upstream",
-        ),
-        (
-            vec![],
-            vec![("ANCHORGATE_LISTEN", "nowhere".into())],
-            "listen",
-        ),
-        (
-            vec!["--config".into(), bad_file.display().to_string()],
-            vec![],
-            "not_a_setting",
-        ),
-        (
-            vec![
-                "--config".into(),
-                dir.join("missing.toml").display().to_string(),
-            ],
-            vec![],
-            "cannot read config file",
-        ),
-    ];
-    for (args, env, needle) in cases {
-        let mut cmd = Command::new(gateway_bin());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"));
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        // The env var cases must not be overridden by the flag.
-        if env.iter().any(|(k, _)| *k == "ANCHORGATE_LISTEN") {
-            cmd = Command::new(gateway_bin());
-            cmd.arg("serve");
-            for (k, v) in &env {
-                cmd.env(k, v);
-            }
-        }
-        let out = cmd.args(&args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
-        assert!(err.contains(needle), "{needle} not in {err}");
-        assert!(
-            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
-            "port was bound"
-        );
-    }
+    let bad = bad_file.display().to_string();
+    let missing = dir.join("missing.toml").display().to_string();
+    expect_refusal(
+        port,
+        &["--upstream", "ftp://x/fhir"],
+        &[],
+        "scheme must be http or https",
+    );
+    expect_refusal(
+        port,
+        &[],
+        &[("ANCHORGATE_UPSTREAM", "not a url")],
+        "upstream",
+    );
+    expect_refusal(port, &[], &[("ANCHORGATE_LISTEN", "nowhere")], "listen");
+    expect_refusal(port, &["--config", &bad], &[], "not_a_setting");
+    expect_refusal(
+        port,
+        &["--config", &missing],
+        &[],
+        "cannot read config file",
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Runs the REST pass-through conformance suite (`conformance/`) against the real upstream, directly
 //! and through the gateway, and fails unless every check is identical.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::path::PathBuf;
 
