@@ -38,6 +38,11 @@ impl BaseMap {
         }
     }
 
+    /// The source base's scheme, lowercase.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
     /// The target base, without a trailing slash.
     pub fn target(&self) -> &str {
         &self.to

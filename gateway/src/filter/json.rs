@@ -17,21 +17,80 @@ pub struct JsonError(&'static str);
 ///
 /// Returns `Ok(None)` when nothing needed rewriting, so the caller can keep the original bytes.
 pub fn rewrite(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError> {
+    // Without `\u` or `\/` escapes anywhere, every absolute URL in a string is spelled with a literal
+    // `://`, so looking only at those places is exact; otherwise tokenise every string.
+    if memchr::memmem::find(body, b"\\u").is_none() && memchr::memmem::find(body, b"\\/").is_none() {
+        rewrite_at_schemes(body, map)
+    } else {
+        rewrite_all_strings(body, map)
+    }
+}
+
+/// The fast path: visits each `://`, and rewrites the string it belongs to when that string starts with
+/// the source scheme. Several times faster than tokenising, since FHIR bodies hold far fewer URLs than
+/// strings.
+fn rewrite_at_schemes(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError> {
+    let scheme = map.scheme().as_bytes();
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0usize;
+    for hit in memchr::memmem::find_iter(body, b"://") {
+        let Some(open) = hit.checked_sub(scheme.len() + 1) else { continue };
+        if open < copied || body[open] != b'"' || !body[open + 1..hit].eq_ignore_ascii_case(scheme) || is_escaped(body, open) {
+            continue;
+        }
+        let close = string_close(body, open + 1)?;
+        if let Some(new) = rewrite_token(&body[open + 1..close], map) {
+            let buf = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
+            buf.extend_from_slice(&body[copied..open]);
+            buf.extend_from_slice(serde_json::to_string(&new).unwrap_or_default().as_bytes());
+            copied = close + 1;
+        }
+    }
+    // An unterminated string at the end would have failed `string_close`; a body with an odd number of
+    // quotes elsewhere is left to the JSON well-formedness checks, as in the slow path.
+    Ok(out.map(|mut buf| {
+        buf.extend_from_slice(&body[copied..]);
+        buf
+    }))
+}
+
+/// The closing quote of a string whose content starts at `from`.
+fn string_close(body: &[u8], from: usize) -> Result<usize, JsonError> {
+    let mut j = from;
+    loop {
+        let off = memchr::memchr2(b'"', b'\\', &body[j..]).ok_or(JsonError("unterminated string"))?;
+        j += off;
+        if body[j] == b'"' {
+            return Ok(j);
+        }
+        j += 2;
+        if j > body.len() {
+            return Err(JsonError("unterminated escape"));
+        }
+    }
+}
+
+/// The general path: tokenises every string, so escaped spellings of a URL are found too.
+fn rewrite_all_strings(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError> {
     let mut out: Option<Vec<u8>> = None;
     let mut copied = 0usize; // bytes of `body` already accounted for in `out`
-    let mut i = 0usize;
-    while let Some(off) = memchr::memchr(b'"', &body[i..]) {
-        let start = i + off;
-        let (end, escaped) = string_end(body, start + 1)?;
-        let raw = &body[start + 1..end];
-        if let Some(new) = rewrite_token(raw, escaped, map) {
+    // One vectorised pass finds every quote; unescaped quotes alternate between opening and closing a
+    // string. This costs a few nanoseconds per string, where finding each string separately cost two
+    // searches' set-up per string and dominated the profile.
+    let mut quotes = memchr::memchr_iter(b'"', body).filter(|&q| !is_escaped(body, q));
+    while let Some(open) = quotes.next() {
+        let close = quotes.next().ok_or(JsonError("unterminated string"))?;
+        let raw = &body[open + 1..close];
+        if raw.len() < 8 {
+            continue;
+        }
+        if let Some(new) = rewrite_token(raw, map) {
             let buf = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
-            buf.extend_from_slice(&body[copied..start]);
+            buf.extend_from_slice(&body[copied..open]);
             // serde_json writes a correctly escaped JSON string literal, quotes included.
             buf.extend_from_slice(serde_json::to_string(&new).unwrap_or_default().as_bytes());
-            copied = end + 1;
+            copied = close + 1;
         }
-        i = end + 1;
     }
     Ok(out.map(|mut buf| {
         buf.extend_from_slice(&body[copied..]);
@@ -39,26 +98,13 @@ pub fn rewrite(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError>
     }))
 }
 
-/// Finds the closing quote of a string whose content starts at `from`; also says if it holds escapes.
-fn string_end(body: &[u8], from: usize) -> Result<(usize, bool), JsonError> {
-    let mut j = from;
-    let mut escaped = false;
-    loop {
-        let off =
-            memchr::memchr2(b'"', b'\\', &body[j..]).ok_or(JsonError("unterminated string"))?;
-        j += off;
-        if body[j] == b'"' {
-            return Ok((j, escaped));
-        }
-        escaped = true;
-        j += 2; // skip the escaped character; `\uXXXX` continues with plain hex digits
-        if j > body.len() {
-            return Err(JsonError("unterminated escape"));
-        }
-    }
+/// Whether the quote at `q` is escaped: preceded by an odd number of backslashes.
+fn is_escaped(body: &[u8], q: usize) -> bool {
+    body[..q].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
 }
 
-fn rewrite_token(raw: &[u8], escaped: bool, map: &BaseMap) -> Option<String> {
+fn rewrite_token(raw: &[u8], map: &BaseMap) -> Option<String> {
+    let escaped = memchr::memchr(b'\\', raw).is_some();
     if !escaped {
         // Fast path: an unescaped URL token starts with its scheme; skip everything else cheaply.
         if raw.len() < 8 || !raw[..4].eq_ignore_ascii_case(b"http") {
@@ -107,13 +153,27 @@ mod tests {
     }
 
     #[test]
+    fn both_paths_agree() {
+        let plain = br#"{"a":"http://up:8090/fhir/A","b":["x","HTTP://UP:8090/fhir?q=1"],"c":"say \"http://up:8090/fhir/B\"","d":"http://loinc.org"}"#;
+        let fast = rewrite_at_schemes(plain, &map()).unwrap().unwrap();
+        let slow = rewrite_all_strings(plain, &map()).unwrap().unwrap();
+        assert_eq!(fast, slow);
+        let s = String::from_utf8(fast).unwrap();
+        assert!(s.contains(r#""a":"http://gw/fhir/A""#) && s.contains(r#""http://gw/fhir?q=1""#), "{s}");
+        assert!(s.contains(r#"say \"http://up:8090/fhir/B\""#), "{s}");
+    }
+
+    #[test]
     fn untouched_and_malformed() {
         assert_eq!(
             rewrite(br#"{"a":"http://other/fhir/x","b":"\\"}"#, &map()).unwrap(),
             None
         );
-        assert!(rewrite(br#"{"a":"unterminated}"#, &map()).is_err());
-        assert!(rewrite(br#"{"a":"x\"#, &map()).is_err());
+        // Only the tokenising path sees malformed strings anywhere; the fast path checks the URL strings
+        // it touches. Request bodies are checked well-formed before either runs.
+        assert!(rewrite_all_strings(br#"{"a":"unterminated}"#, &map()).is_err());
+        assert!(rewrite_all_strings(br#"{"a":"x\"#, &map()).is_err());
+        assert!(rewrite(br#"{"a":"http://up:8090/fhir/x}"#, &map()).is_err());
         assert_eq!(rewrite(b"", &map()).unwrap(), None);
     }
 }

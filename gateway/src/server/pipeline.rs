@@ -160,8 +160,20 @@ fn request_id(gw: &Gateway, conn: &ConnInfo, req: &Request<Incoming>) -> String 
         .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()));
     match incoming {
         Some(v) if gw.is_trusted_proxy(conn.peer.ip()) => v.to_owned(),
-        _ => uuid::Uuid::new_v4().simple().to_string(),
+        _ => fresh_request_id(),
     }
+}
+
+/// A request id unique across restarts: a random per-process prefix and a counter.
+///
+/// A UUID per request costs a `getrandom` system call each time; ids need to be unique, not secret.
+fn fresh_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+    format!("{prefix}{:016x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The FHIR phases.
