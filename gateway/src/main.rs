@@ -109,9 +109,15 @@ fn serve(cfg: Config) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One worker thread is best served by the current-thread scheduler: no work-stealing queues and
+    // no cross-thread wake-ups, which measurably lowers per-request CPU (tests/load/RESULTS.md).
+    let mut rt = if cfg.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     rt.enable_all();
-    if cfg.worker_threads > 0 {
+    if cfg.worker_threads > 1 {
         rt.worker_threads(cfg.worker_threads);
     }
     let rt = match rt.build() {
