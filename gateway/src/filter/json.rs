@@ -7,6 +7,7 @@
 //! as a substring of some other text.
 
 use super::base::BaseMap;
+use super::splice::Splice;
 
 /// A JSON body whose strings could not be tokenised.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +20,8 @@ pub struct JsonError(&'static str);
 pub fn rewrite(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError> {
     // Without `\u` or `\/` escapes anywhere, every absolute URL in a string is spelled with a literal
     // `://`, so looking only at those places is exact; otherwise tokenise every string.
-    if memchr::memmem::find(body, b"\\u").is_none() && memchr::memmem::find(body, b"\\/").is_none() {
+    if memchr::memmem::find(body, b"\\u").is_none() && memchr::memmem::find(body, b"\\/").is_none()
+    {
         rewrite_at_schemes(body, map)
     } else {
         rewrite_all_strings(body, map)
@@ -31,34 +33,48 @@ pub fn rewrite(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError>
 /// strings.
 fn rewrite_at_schemes(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError> {
     let scheme = map.scheme().as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0usize;
+    let mut splice = Splice::new(body);
     for hit in memchr::memmem::find_iter(body, b"://") {
-        let Some(open) = hit.checked_sub(scheme.len() + 1) else { continue };
-        if open < copied || body[open] != b'"' || !body[open + 1..hit].eq_ignore_ascii_case(scheme) || is_escaped(body, open) {
+        let Some(open) = hit.checked_sub(scheme.len() + 1) else {
+            continue;
+        };
+        if open < splice.position()
+            || body[open] != b'"'
+            || !body[open + 1..hit].eq_ignore_ascii_case(scheme)
+            || is_escaped(body, open)
+        {
             continue;
         }
         let close = string_close(body, open + 1)?;
-        if let Some(new) = rewrite_token(&body[open + 1..close], map) {
-            let buf = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
-            buf.extend_from_slice(&body[copied..open]);
-            buf.extend_from_slice(serde_json::to_string(&new).unwrap_or_default().as_bytes());
-            copied = close + 1;
-        }
+        replace_if_rewritten(&mut splice, body, open, close, map);
     }
-    // An unterminated string at the end would have failed `string_close`; a body with an odd number of
-    // quotes elsewhere is left to the JSON well-formedness checks, as in the slow path.
-    Ok(out.map(|mut buf| {
-        buf.extend_from_slice(&body[copied..]);
-        buf
-    }))
+    // An unterminated URL string fails in `string_close`; malformed JSON elsewhere is left to the
+    // well-formedness checks, which request bodies pass before this runs.
+    Ok(splice.finish())
+}
+
+/// Replaces the string token `body[open..=close]` when its value re-homes.
+fn replace_if_rewritten(
+    splice: &mut Splice<'_>,
+    body: &[u8],
+    open: usize,
+    close: usize,
+    map: &BaseMap,
+) {
+    let raw = &body[open + 1..close];
+    if let Some(new) = rewrite_token(raw, map) {
+        // serde_json writes a correctly escaped JSON string literal, quotes included.
+        let literal = serde_json::to_string(&new).unwrap_or_default();
+        splice.replace(open, close + 1, literal.as_bytes());
+    }
 }
 
 /// The closing quote of a string whose content starts at `from`.
 fn string_close(body: &[u8], from: usize) -> Result<usize, JsonError> {
     let mut j = from;
     loop {
-        let off = memchr::memchr2(b'"', b'\\', &body[j..]).ok_or(JsonError("unterminated string"))?;
+        let off =
+            memchr::memchr2(b'"', b'\\', &body[j..]).ok_or(JsonError("unterminated string"))?;
         j += off;
         if body[j] == b'"' {
             return Ok(j);
@@ -72,8 +88,7 @@ fn string_close(body: &[u8], from: usize) -> Result<usize, JsonError> {
 
 /// The general path: tokenises every string, so escaped spellings of a URL are found too.
 fn rewrite_all_strings(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0usize; // bytes of `body` already accounted for in `out`
+    let mut splice = Splice::new(body);
     // One vectorised pass finds every quote; unescaped quotes alternate between opening and closing a
     // string. This costs a few nanoseconds per string, where finding each string separately cost two
     // searches' set-up per string and dominated the profile.
@@ -84,18 +99,9 @@ fn rewrite_all_strings(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, Js
         if raw.len() < 8 {
             continue;
         }
-        if let Some(new) = rewrite_token(raw, map) {
-            let buf = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
-            buf.extend_from_slice(&body[copied..open]);
-            // serde_json writes a correctly escaped JSON string literal, quotes included.
-            buf.extend_from_slice(serde_json::to_string(&new).unwrap_or_default().as_bytes());
-            copied = close + 1;
-        }
+        replace_if_rewritten(&mut splice, body, open, close, map);
     }
-    Ok(out.map(|mut buf| {
-        buf.extend_from_slice(&body[copied..]);
-        buf
-    }))
+    Ok(splice.finish())
 }
 
 /// Whether the quote at `q` is escaped: preceded by an odd number of backslashes.
@@ -159,7 +165,10 @@ mod tests {
         let slow = rewrite_all_strings(plain, &map()).unwrap().unwrap();
         assert_eq!(fast, slow);
         let s = String::from_utf8(fast).unwrap();
-        assert!(s.contains(r#""a":"http://gw/fhir/A""#) && s.contains(r#""http://gw/fhir?q=1""#), "{s}");
+        assert!(
+            s.contains(r#""a":"http://gw/fhir/A""#) && s.contains(r#""http://gw/fhir?q=1""#),
+            "{s}"
+        );
         assert!(s.contains(r#"say \"http://up:8090/fhir/B\""#), "{s}");
     }
 

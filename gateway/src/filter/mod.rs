@@ -7,6 +7,7 @@ pub mod base;
 pub mod capability;
 pub mod headers;
 pub mod json;
+pub mod splice;
 pub mod xml;
 
 pub use base::BaseMap;

@@ -9,6 +9,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use super::base::BaseMap;
+use super::splice::Splice;
 
 /// An XML body that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,8 +28,7 @@ where
         .map_err(|e| XmlError(format!("not UTF-8 at byte {}", e.valid_up_to())))?;
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
-    let mut out: Option<Vec<u8>> = None;
-    let mut copied = 0usize;
+    let mut splice = Splice::new(body);
     let mut depth = 0usize;
     loop {
         let start = pos(&reader);
@@ -40,10 +40,7 @@ where
             break;
         }
         if let Some(replacement) = edit(&event, depth) {
-            let buf = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
-            buf.extend_from_slice(&body[copied..start]);
-            buf.extend_from_slice(&replacement);
-            copied = end;
+            splice.replace(start, end, &replacement);
         }
         match event {
             Event::Start(_) => depth += 1,
@@ -51,10 +48,7 @@ where
             _ => {}
         }
     }
-    Ok(out.map(|mut buf| {
-        buf.extend_from_slice(&body[copied..]);
-        buf
-    }))
+    Ok(splice.finish())
 }
 
 fn pos(reader: &Reader<&[u8]>) -> usize {
