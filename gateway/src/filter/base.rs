@@ -63,50 +63,60 @@ impl BaseMap {
     /// `url::Url`: most absolute URLs in FHIR bodies are terminology system URIs that fail at the scheme or
     /// host, and this keeps them to a few comparisons (see `benches/rewrite.rs`).
     pub fn rewrite(&self, s: &str) -> Option<String> {
-        let scheme_end = s.find("://")?;
-        if !s[..scheme_end].eq_ignore_ascii_case(&self.scheme) {
+        self.rewrite_bytes(s.as_bytes())
+    }
+
+    /// [`Self::rewrite`] on raw bytes; nothing is decoded or allocated until the base has matched.
+    pub fn rewrite_bytes(&self, s: &[u8]) -> Option<String> {
+        let scheme = self.scheme.as_bytes();
+        if s.len() < scheme.len() + 3
+            || !s[..scheme.len()].eq_ignore_ascii_case(scheme)
+            || &s[scheme.len()..scheme.len() + 3] != b"://"
+        {
             return None;
         }
-        let after_scheme = &s[scheme_end + 3..];
+        let after_scheme = &s[scheme.len() + 3..];
         let authority_len = after_scheme
-            .find(['/', '?', '#'])
+            .iter()
+            .position(|&b| matches!(b, b'/' | b'?' | b'#'))
             .unwrap_or(after_scheme.len());
         let (authority, rest) = after_scheme.split_at(authority_len);
-        if authority.contains('@') {
+        if authority.contains(&b'@') {
             return None; // userinfo: never how a server names its own base
         }
         let (host, port) = split_host_port(authority)?;
-        if !host.eq_ignore_ascii_case(&self.host) {
+        if !host.eq_ignore_ascii_case(self.host.as_bytes()) {
             return None;
         }
         let port = match port {
-            None | Some("") => default_port(&self.scheme),
-            Some(p) => p.parse::<u16>().ok(),
+            None | Some(b"") => default_port(&self.scheme),
+            Some(p) => std::str::from_utf8(p).ok()?.parse::<u16>().ok(),
         };
         if port != self.port {
             return None;
         }
-        let remainder = rest.strip_prefix(self.path.as_str())?;
-        if !(remainder.is_empty() || remainder.starts_with(['/', '?', '#'])) {
+        let remainder = rest.strip_prefix(self.path.as_bytes())?;
+        if !(remainder.is_empty() || matches!(remainder[0], b'/' | b'?' | b'#')) {
             return None;
         }
+        let remainder = std::str::from_utf8(remainder).ok()?;
         Some(format!("{}{}", self.to, remainder))
     }
 }
 
 /// Splits `host[:port]`, keeping IPv6 literals (`[::1]:80`) in their brackets as `url` reports them.
-fn split_host_port(authority: &str) -> Option<(&str, Option<&str>)> {
-    if authority.starts_with('[') {
-        let close = authority.find(']')?;
+fn split_host_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    if authority.first() == Some(&b'[') {
+        let close = authority.iter().position(|&b| b == b']')?;
         let (host, tail) = authority.split_at(close + 1);
-        return match tail.strip_prefix(':') {
-            Some(p) => Some((host, Some(p))),
-            None if tail.is_empty() => Some((host, None)),
-            None => None,
+        return match tail.split_first() {
+            Some((b':', p)) => Some((host, Some(p))),
+            None => Some((host, None)),
+            Some(_) => None,
         };
     }
-    Some(match authority.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
+    Some(match authority.iter().rposition(|&b| b == b':') {
+        Some(i) => (&authority[..i], Some(&authority[i + 1..])),
         None => (authority, None),
     })
 }

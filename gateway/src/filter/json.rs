@@ -28,6 +28,22 @@ pub fn rewrite(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError>
     }
 }
 
+/// Whether any `\u` or `\/` escape occurs. One pass over backslashes, which FHIR JSON has few of.
+fn has_url_hiding_escape(body: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(b'\\', &body[from..]) {
+        let at = from + off;
+        match body.get(at + 1) {
+            Some(b'u' | b'/') => return true,
+            _ => from = at + 2, // skip the escaped character, which may itself be a backslash
+        }
+        if from >= body.len() {
+            break;
+        }
+    }
+    false
+}
+
 /// The fast path: visits each `://`, and rewrites the string it belongs to when that string starts with
 /// the source scheme. Several times faster than tokenising, since FHIR bodies hold far fewer URLs than
 /// strings.
@@ -116,7 +132,7 @@ fn rewrite_token(raw: &[u8], map: &BaseMap) -> Option<String> {
         if raw.len() < 8 || !raw[..4].eq_ignore_ascii_case(b"http") {
             return None;
         }
-        return map.rewrite(std::str::from_utf8(raw).ok()?);
+        return map.rewrite_bytes(raw);
     }
     // Escaped text (`http:\/\/…` is legal JSON) is decoded properly before matching.
     let mut quoted = Vec::with_capacity(raw.len() + 2);
@@ -156,6 +172,14 @@ mod tests {
         assert!(s.contains(r#""total" : 1.50,"#));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["entry"][0]["fullUrl"], "http://gw/fhir/Patient/1");
+    }
+
+    #[test]
+    fn finds_only_real_url_hiding_escapes() {
+        assert!(!has_url_hiding_escape(br#"{"a":"x\\u0041 \n \""}"#));
+        assert!(has_url_hiding_escape(br#"{"a":"\u0068ttp"}"#));
+        assert!(has_url_hiding_escape(br#"{"a":"http:\/\/x"}"#));
+        assert!(!has_url_hiding_escape(b"\\"));
     }
 
     #[test]
