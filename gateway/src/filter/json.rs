@@ -20,8 +20,7 @@ pub struct JsonError(&'static str);
 pub fn rewrite(body: &[u8], map: &BaseMap) -> Result<Option<Vec<u8>>, JsonError> {
     // Without `\u` or `\/` escapes anywhere, every absolute URL in a string is spelled with a literal
     // `://`, so looking only at those places is exact; otherwise tokenise every string.
-    if memchr::memmem::find(body, b"\\u").is_none() && memchr::memmem::find(body, b"\\/").is_none()
-    {
+    if !has_url_hiding_escape(body) {
         rewrite_at_schemes(body, map)
     } else {
         rewrite_all_strings(body, map)
