@@ -102,6 +102,17 @@ fn usage_error(e: &config::ConfigError) -> ExitCode {
 
 fn serve(cfg: Config) -> ExitCode {
     anchorgate::telemetry::init_logging(&cfg.log);
+    // A panic's message can quote the data being handled (a resource, a header); log where it happened,
+    // never what it said. Panics in request handlers become 500 OperationOutcomes (server/stack.rs).
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        tracing::error!(
+            location = location.as_deref().unwrap_or("unknown"),
+            "panic caught"
+        );
+    }));
     if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
         eprintln!(
             "anchorgate: cannot create data_dir {}: {e}",

@@ -1,7 +1,11 @@
-//! FHIR R4 knowledge the gateway needs: formats, routes, well-formedness and OperationOutcome.
+//! FHIR R4 knowledge the gateway needs: formats, routes, parsing, the canonical form, well-formedness
+//! and OperationOutcome.
 
+pub mod canonical;
 pub mod format;
+pub mod narrative;
 pub mod outcome;
+pub mod parse;
 pub mod route;
 pub mod wellformed;
 
