@@ -7,7 +7,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anchorgate_e2e::{
-    assert_outcome, client, faulty_upstream, free_port, Gateway, GatewayOptions, Upstream,
+    assert_outcome, client, faulty_upstream, free_port, get_in_background, Gateway, GatewayOptions,
+    Upstream,
 };
 
 fn post(
@@ -228,14 +229,7 @@ fn at_capacity_the_gateway_answers_503_at_once() {
             ..Default::default()
         },
     );
-    let base = gw.base.clone();
-    let slow = std::thread::spawn(move || {
-        client()
-            .get(format!("{base}/Patient/slow"))
-            .send()
-            .unwrap()
-            .status()
-    });
+    let slow = get_in_background(format!("{}/Patient/slow", gw.base));
     std::thread::sleep(Duration::from_millis(300));
     let r = client()
         .get(format!("{}/Patient/other", gw.base))

@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anchorgate_e2e::{
-    client, faulty_upstream, free_port, gateway_bin, work_dir, Gateway, GatewayOptions, Upstream,
+    client, faulty_upstream, free_port, gateway_bin, get_in_background, work_dir, Gateway,
+    GatewayOptions, Upstream,
 };
 
 #[test]
@@ -85,14 +86,7 @@ fn invalid_config_exits_2_before_binding() {
 fn sigterm_drains_in_flight_requests_and_exits_0() {
     let port = faulty_upstream(Some(Duration::from_millis(1500)));
     let mut gw = Gateway::start(&format!("http://127.0.0.1:{port}/fhir"));
-    let base = gw.base.clone();
-    let in_flight = std::thread::spawn(move || {
-        client()
-            .get(format!("{base}/Patient/slow"))
-            .send()
-            .unwrap()
-            .status()
-    });
+    let in_flight = get_in_background(format!("{}/Patient/slow", gw.base));
     std::thread::sleep(Duration::from_millis(300));
     let status = gw
         .terminate(Duration::from_secs(10))

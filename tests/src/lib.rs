@@ -311,6 +311,11 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// Sends `GET url` on another thread; join the handle for its status.
+pub fn get_in_background(url: String) -> std::thread::JoinHandle<reqwest::StatusCode> {
+    std::thread::spawn(move || client().get(url).send().unwrap().status())
+}
+
 /// Asserts that `body` is an OperationOutcome (JSON) with an issue of `code`, and returns it.
 pub fn assert_outcome(body: &str, code: &str) -> serde_json::Value {
     let v: serde_json::Value =

@@ -105,8 +105,13 @@ pub fn since(s: &mut Session) -> String {
 
 /// The `entry.response.location` values of a batch/transaction response.
 pub fn response_locations(r: &Resp) -> Result<Vec<String>> {
-    let v = r.json()?;
-    Ok(v.get("entry")
+    Ok(locations_in(&r.json()?))
+}
+
+/// The `entry.response.location` values of a batch/transaction response Bundle.
+pub fn locations_in(bundle: &Value) -> Vec<String> {
+    bundle
+        .get("entry")
         .and_then(Value::as_array)
         .map(|es| {
             es.iter()
@@ -114,5 +119,5 @@ pub fn response_locations(r: &Resp) -> Result<Vec<String>> {
                 .map(str::to_owned)
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }

@@ -132,16 +132,7 @@ fn load(
     let leak = find_leak(&r, markers);
     let v: Value =
         serde_json::from_slice(&r.body).map_err(|e| format!("response not JSON: {e}"))?;
-    let locations = v
-        .get("entry")
-        .and_then(Value::as_array)
-        .map(|es| {
-            es.iter()
-                .filter_map(|e| e.pointer("/response/location").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let locations = super::fixtures::locations_in(&v);
     Ok((locations, leak))
 }
 
