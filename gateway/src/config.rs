@@ -85,6 +85,10 @@ pub struct Config {
     pub worker_threads: usize,
     /// Peers whose `X-Forwarded-Proto`/`X-Forwarded-Host`/`X-Request-Id` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The format the upstream is spoken to in: `auto` passes the client's negotiation through; `json` or
+    /// `xml` makes the gateway send bodies, `Accept` and `_format` in that format and answer every client
+    /// in the format it asked for, converting both ways.
+    pub upstream_format: UpstreamFormat,
     /// Path prefixes under the FHIR base that are not FHIR REST routes but that the upstream hands out
     /// itself, such as bulk-data status and file URLs. They pass through for GET, HEAD and DELETE only;
     /// any other unknown path answers 404.
@@ -99,6 +103,19 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Which FHIR format the upstream is spoken to in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamFormat {
+    /// Whatever the client negotiates.
+    #[default]
+    Auto,
+    /// Always FHIR JSON.
+    Json,
+    /// Always FHIR XML.
+    Xml,
 }
 
 /// Body-size and concurrency limits.
@@ -211,6 +228,7 @@ impl Default for Config {
             data_dir: PathBuf::from("anchorgate-data"),
             worker_threads: 0,
             trusted_proxies: Vec::new(),
+            upstream_format: UpstreamFormat::Auto,
             // Where bulk-data export servers commonly put job status and output files.
             passthrough_paths: vec!["bulk-status/".to_owned(), "bulk-files/".to_owned()],
             limits: LimitsConfig::default(),

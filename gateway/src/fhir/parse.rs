@@ -54,8 +54,9 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Value, ParseError> {
 /// Converts a FHIR XML resource to its FHIR JSON form.
 pub fn xml_to_json(bytes: &[u8]) -> Result<Value, ParseError> {
     wellformed::check_xml(bytes).map_err(|m| ParseError::Malformed(m.0))?;
+    let body = without_declaration(bytes);
     let mut value = isolate(|| {
-        let element: R4Element = fhirbolt::xml::from_slice(bytes, None)
+        let element: R4Element = fhirbolt::xml::from_slice(body, None)
             .map_err(|e| ParseError::NotAResource(format!("not FHIR XML: {e}")))?;
         fhirbolt::json::to_json_value(element, None)
             .map_err(|e| ParseError::NotAResource(format!("cannot convert to JSON: {e}")))
@@ -77,6 +78,21 @@ pub fn xml_to_json(bytes: &[u8]) -> Result<Value, ParseError> {
         tracing::debug!("narrative count differs between XML and JSON; kept the converter's text");
     }
     Ok(value)
+}
+
+/// The document without a byte-order mark or XML declaration.
+///
+/// `well-formedness` has already required UTF-8, and fhirbolt refuses declarations that spell the
+/// encoding in lowercase (`encoding='utf-8'`, which XML 1.0 §4.3.3 allows and real servers send).
+fn without_declaration(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    let trimmed = bytes.trim_ascii_start();
+    match trimmed.strip_prefix(b"<?xml") {
+        Some(rest) if rest.first().is_some_and(u8::is_ascii_whitespace) => {
+            memchr::memmem::find(rest, b"?>").map_or(bytes, |end| &rest[end + 2..])
+        }
+        _ => bytes,
+    }
 }
 
 /// Writes a resource in FHIR JSON form as FHIR XML.
@@ -103,6 +119,20 @@ fn restore_xml_narratives(xml: Vec<u8>, value: &Value) -> Vec<u8> {
         splice.replace(start, end, div.as_bytes());
     }
     splice.finish().unwrap_or(xml)
+}
+
+/// Re-encodes a FHIR body from one format to the other (a copy when they are the same).
+pub fn convert(from: Format, to: Format, bytes: &[u8]) -> Result<Vec<u8>, ParseError> {
+    if from == to {
+        return Ok(bytes.to_vec());
+    }
+    let value = parse(from, bytes)?;
+    match to {
+        Format::Json => {
+            serde_json::to_vec(&value).map_err(|e| ParseError::NotAResource(e.to_string()))
+        }
+        Format::Xml => json_to_xml(&value),
+    }
 }
 
 /// Runs a `fhirbolt` call, turning a panic into an error.
@@ -133,6 +163,26 @@ mod tests {
         );
         let back = json_to_xml(&v).unwrap();
         assert_eq!(parse(Format::Xml, &back).unwrap(), v);
+    }
+
+    #[test]
+    fn lowercase_encoding_declarations_and_boms_are_read() {
+        let doc = format!("\u{feff}<?xml version='1.0' encoding='utf-8'?>\n{XML}");
+        assert_eq!(
+            parse(Format::Xml, doc.as_bytes()).unwrap()["name"][0]["family"],
+            "Chalmers"
+        );
+    }
+
+    #[test]
+    fn converts_both_ways() {
+        let json = convert(Format::Xml, Format::Json, XML.as_bytes()).unwrap();
+        let xml = convert(Format::Json, Format::Xml, &json).unwrap();
+        assert_eq!(
+            parse(Format::Xml, &xml).unwrap(),
+            parse(Format::Json, &json).unwrap()
+        );
+        assert!(convert(Format::Json, Format::Xml, b"{\"a\":1}").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Ingress: the listener, TLS termination, HTTP/1.1 and HTTP/2 connections, and graceful shutdown.
 
 pub mod admin;
+pub mod bridge;
 pub mod pipeline;
 pub mod public_base;
 pub mod stack;

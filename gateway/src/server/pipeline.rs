@@ -21,7 +21,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{public_base, ConnInfo};
+use super::{bridge, public_base, ConnInfo};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::fhir::format::{body_kind, negotiate};
@@ -212,8 +212,13 @@ async fn fhir(
     let body = request_body(gw, &parts, &route, body).await?;
     let body = rehome_request_body(gw, &parts, &public, body)?;
 
-    // Upstream.
+    // Upstream, in its own format when one is configured.
     let mut headers = parts.headers;
+    let upstream_format = bridge::fixed(gw.config.upstream_format);
+    let (query, body) = match upstream_format {
+        Some(f) => bridge::request(f, &mut headers, query, body, body_root(&route))?,
+        None => (query, body),
+    };
     hop::for_upstream(&mut headers);
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         headers.insert(REQUEST_ID, v);
@@ -234,8 +239,17 @@ async fn fhir(
         })
         .observe(up_elapsed.as_secs_f64());
 
-    // Response filter.
-    response_filter(gw, &route, &parts.method, &public, up_resp).await
+    // Response filter, then re-encoding for the client when the upstream format is fixed.
+    let client_format = upstream_format.map(|_| ctx.format);
+    response_filter(gw, &route, &parts.method, &public, client_format, up_resp).await
+}
+
+/// The FHIRPath root of a request body: its resource type, or what the interaction carries.
+fn body_root(route: &Route) -> &'static str {
+    route.resource_type.unwrap_or(match route.interaction {
+        Interaction::BatchOrTransaction => "Bundle",
+        _ => "Parameters",
+    })
 }
 
 /// Reads the request body within the size and time limits and checks its media type and syntax.
@@ -265,10 +279,7 @@ async fn request_body(
             }
         })?;
     let kind = body_kind(&parts.headers);
-    let root = route.resource_type.unwrap_or(match route.interaction {
-        Interaction::BatchOrTransaction => "Bundle",
-        _ => "Parameters",
-    });
+    let root = body_root(route);
     let check = |format: Format| {
         wellformed::check(format, &bytes).map_err(|m| GatewayError::MalformedBody {
             message: m.0,
@@ -353,6 +364,7 @@ async fn response_filter(
     route: &Route,
     method: &Method,
     public: &str,
+    client_format: Option<Format>,
     resp: Response<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut parts, body) = resp.into_parts();
@@ -397,6 +409,9 @@ async fn response_filter(
         if let Some(marked) = filter::mark_capabilities(format, &out, map.target()) {
             out = Bytes::from(marked);
         }
+    }
+    if let Some(client) = client_format {
+        out = bridge::response(format, client, &mut parts.headers, out)?;
     }
     // The body may have changed length; hyper sets Content-Length from the buffered body.
     parts.headers.remove(CONTENT_LENGTH);
