@@ -93,6 +93,10 @@ fn malformed_and_hostile_bodies_are_400_with_location() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("application/fhir+json", br#"{"resourceType": "Patient", "#.to_vec()),
         ("application/fhir+json", b"".to_vec()),
+        (
+            "application/fhir+json",
+            br#"{"resourceType":"Patient","active":true,"active":false}"#.to_vec(),
+        ),
         ("application/fhir+json", b"{\"resourceType\":\"Patient\",\"x\":\"\xff\xfe\"}".to_vec()),
         ("application/fhir+json", ("[".repeat(10_000) + &"]".repeat(10_000)).into_bytes()),
         ("application/fhir+xml", b"<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"1\"></Patient>".to_vec()),

@@ -35,12 +35,100 @@ pub fn check_json(body: &[u8]) -> Result<(), Malformed> {
         ))
     })?;
     check_json_depth(body)?;
-    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+    serde_json::from_slice::<dup::Checked>(body)
         .map(|_| ())
         .map_err(|e| {
             // serde_json's messages name the problem and position but never echo content.
             Malformed(format!("malformed JSON: {e}"))
         })
+}
+
+/// A JSON walk that refuses duplicate member names (RFC 8259 §4 leaves them undefined; FHIR JSON
+/// forbids them, and "last one wins" would let two readers of one body see different resources).
+mod dup {
+    use std::borrow::Cow;
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    /// Any JSON value, checked for duplicate names at every level.
+    pub struct Checked;
+
+    struct Key<'de>(Cow<'de, str>);
+
+    impl<'de> Deserialize<'de> for Checked {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(CheckedVisitor)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    struct KeyVisitor;
+
+    impl<'de> Visitor<'de> for KeyVisitor {
+        type Value = Key<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a member name")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Key(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Key(Cow::Owned(v.to_owned())))
+        }
+    }
+
+    struct CheckedVisitor;
+
+    impl<'de> Visitor<'de> for CheckedVisitor {
+        type Value = Checked;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+            while seq.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        // With `arbitrary_precision`, numbers also arrive here, as a one-member map.
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+            let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                if seen.contains(&k) {
+                    let name: String = k.chars().take(64).collect();
+                    return Err(de::Error::custom(format!(
+                        "duplicate member name \"{name}\""
+                    )));
+                }
+                seen.insert(k);
+                map.next_value::<Checked>()?;
+            }
+            Ok(Checked)
+        }
+    }
 }
 
 /// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`].
@@ -142,6 +230,15 @@ mod tests {
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(check_json(deep.as_bytes()).is_err());
         assert!(check_json(b"{\"a\":\"\xff\"}").is_err());
+        let dup = check_json(
+            br#"{"resourceType":"Patient","active":true,"x":{"a":1,"b":[{"c":1,"c":2}]}}"#,
+        );
+        assert!(dup.unwrap_err().0.contains("duplicate member name \"c\""));
+        assert!(
+            check_json(br#"{"a":1,"\u0061":2}"#).is_err(),
+            "escaped duplicate"
+        );
+        assert!(check_json(br#"{"a":{"a":1},"b":{"a":2},"n":1.50e400}"#).is_ok());
     }
 
     #[test]
