@@ -13,3 +13,4 @@ pub mod filter;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;
+pub mod validate;

@@ -31,6 +31,10 @@ pub enum IssueType {
     Required,
     /// `value`: an element's value is not acceptable.
     Value,
+    /// `code-invalid`: a code is not in the value set or code system it must come from.
+    CodeInvalid,
+    /// `invariant`: a rule of the specification (an invariant) is broken.
+    Invariant,
     /// `security`: an authentication or authorisation failure.
     Security,
     /// `login`: the client must authenticate.
@@ -97,6 +101,8 @@ impl IssueType {
             IssueType::Structure => "structure",
             IssueType::Required => "required",
             IssueType::Value => "value",
+            IssueType::CodeInvalid => "code-invalid",
+            IssueType::Invariant => "invariant",
             IssueType::Security => "security",
             IssueType::Login => "login",
             IssueType::Forbidden => "forbidden",

@@ -1,0 +1,473 @@
+//! The recursive walk over a resource's JSON, checking it against the compiled element trees.
+
+use serde_json::{Map, Value};
+
+use super::model::{Child, Kind, Model, Node, Strength, Target, TypeDef, TypeRef, UNBOUNDED};
+use super::path::{Path, Seg};
+use super::primitive::json_kind_of;
+use super::terminology::{Membership, Terminology};
+use crate::fhir::outcome::{Issue, IssueType, Severity};
+
+/// One validation run: the location stack and the issues found so far.
+#[derive(Debug)]
+pub struct Walker<'a> {
+    model: &'a Model,
+    terms: &'a Terminology,
+    path: Path<'a>,
+    /// How many Extensions enclose the current object: nested ones name themselves with relative URLs.
+    ext_depth: u32,
+    /// Issues in document order.
+    pub issues: Vec<Issue>,
+}
+
+impl<'a> Walker<'a> {
+    /// A walker with no issues yet.
+    pub fn new(model: &'a Model, terms: &'a Terminology) -> Self {
+        Self {
+            model,
+            terms,
+            path: Path::default(),
+            ext_depth: 0,
+            issues: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, severity: Severity, code: IssueType, diagnostics: String) {
+        self.issues.push(Issue {
+            severity,
+            code,
+            diagnostics,
+            expression: vec![self.path.render()],
+        });
+    }
+
+    fn error(&mut self, code: IssueType, diagnostics: String) {
+        self.report(Severity::Error, code, diagnostics);
+    }
+
+    /// Validates a resource: the outermost one (`top`), or one nested where the caller's path points.
+    pub fn resource(&mut self, v: &'a Value, top: bool) {
+        let Some(obj) = v.as_object() else {
+            return self.error(
+                IssueType::Structure,
+                format!("a resource must be a JSON object, not {}", json_kind_of(v)),
+            );
+        };
+        let Some(rt) = obj.get("resourceType").and_then(Value::as_str) else {
+            return self.error(
+                IssueType::Structure,
+                "the resource has no resourceType".into(),
+            );
+        };
+        let id = obj.get("id").and_then(Value::as_str);
+        self.path.push(if top {
+            Seg::Root(rt)
+        } else {
+            Seg::Resource(rt, id)
+        });
+        match self.model.resources.get(rt) {
+            Some(&tid) => {
+                let def = self.model.def(tid);
+                self.object(def, 0, obj, true);
+            }
+            None => self.error(
+                IssueType::Structure,
+                format!("unknown resource type '{rt}'"),
+            ),
+        }
+        self.path.pop();
+    }
+
+    /// Validates the properties of `obj` against the children of `def`'s node `node`.
+    fn object(&mut self, def: &'a TypeDef, node: u32, obj: &'a Map<String, Value>, resource: bool) {
+        let holder = def.node(def.node(node).children_of.unwrap_or(node));
+        if !resource && obj.keys().all(|k| k == "id") {
+            self.error(
+                IssueType::Invariant,
+                "ele-1: all FHIR elements must have a value or children".into(),
+            );
+        }
+        let is_extension = &*def.type_name == "Extension" && def.kind == Kind::Complex;
+        if is_extension {
+            self.extension_rules(obj);
+            self.ext_depth += 1;
+        }
+        let mut choices_seen: Vec<u32> = Vec::new();
+        for (key, val) in obj {
+            if resource && key == "resourceType" {
+                continue;
+            }
+            let (name, underscore) = match key.strip_prefix('_') {
+                Some(n) => (n, true),
+                None => (key.as_str(), false),
+            };
+            let Some(&child) = holder.children.get(name) else {
+                self.error(
+                    IssueType::Structure,
+                    format!("unrecognized property '{key}'"),
+                );
+                continue;
+            };
+            let n = def.node(child.node);
+            if n.choice && !underscore {
+                if choices_seen.contains(&child.node) {
+                    self.error(
+                        IssueType::Structure,
+                        format!("{}: only one of its types may be present", n.path),
+                    );
+                }
+                choices_seen.push(child.node);
+            }
+            if underscore {
+                self.primitive_ext(def, child, val, obj);
+            } else {
+                self.property(def, child, val, obj);
+            }
+        }
+        for &r in &holder.required {
+            let n = def.node(r);
+            let found = count(n, obj);
+            if found < n.min {
+                self.error(
+                    IssueType::Required,
+                    format!(
+                        "{}: minimum required = {}, but only found {found}",
+                        n.path, n.min
+                    ),
+                );
+            }
+        }
+        if is_extension {
+            self.ext_depth -= 1;
+        }
+    }
+
+    /// A property (not `_x`): JSON shape for its cardinality, then each value.
+    fn property(
+        &mut self,
+        def: &'a TypeDef,
+        child: Child,
+        val: &'a Value,
+        parent: &'a Map<String, Value>,
+    ) {
+        let n = def.node(child.node);
+        self.push_field(n, child.ty);
+        match val {
+            Value::Array(items) => {
+                if n.max <= 1 {
+                    self.error(
+                        IssueType::Structure,
+                        format!("{}: must be a single value, not a JSON array", n.path),
+                    );
+                } else if items.is_empty() {
+                    self.error(
+                        IssueType::Invalid,
+                        "an array cannot be empty: leave the property out".into(),
+                    );
+                } else if n.max != UNBOUNDED && items.len() > n.max as usize {
+                    self.error(
+                        IssueType::Structure,
+                        format!(
+                            "{}: max allowed = {}, but found {}",
+                            n.path,
+                            n.max,
+                            items.len()
+                        ),
+                    );
+                }
+                for (i, item) in items.iter().enumerate() {
+                    self.path.push(Seg::Index(i));
+                    if item.is_null() {
+                        if !ext_at(parent, &n.json_names[usize::from(child.ty)], i) {
+                            self.error(
+                                IssueType::Structure,
+                                "null is only allowed in an array whose _ twin has an extension at the same index".into(),
+                            );
+                        }
+                    } else {
+                        self.value(def, child, item);
+                    }
+                    self.path.pop();
+                }
+            }
+            Value::Null => self.error(
+                IssueType::Structure,
+                "null is not allowed: leave the property out".into(),
+            ),
+            _ => {
+                if n.max > 1 {
+                    self.error(
+                        IssueType::Structure,
+                        format!(
+                            "{}: must be a JSON array, not {}",
+                            n.path,
+                            json_kind_of(val)
+                        ),
+                    );
+                }
+                self.value(def, child, val);
+            }
+        }
+        self.path.pop();
+    }
+
+    /// An `_x` property: the id and extensions of primitive `x`.
+    fn primitive_ext(
+        &mut self,
+        def: &'a TypeDef,
+        child: Child,
+        val: &'a Value,
+        parent: &'a Map<String, Value>,
+    ) {
+        let n = def.node(child.node);
+        let primitive = n
+            .types
+            .get(usize::from(child.ty))
+            .is_some_and(|t| t.target == Target::Primitive);
+        self.push_field(n, child.ty);
+        if !primitive {
+            self.error(
+                IssueType::Structure,
+                format!("{}: only primitive elements have a '_' twin", n.path),
+            );
+        } else {
+            match val {
+                Value::Array(items) if n.max > 1 => {
+                    let twin = parent.get(&*n.json_names[usize::from(child.ty)]);
+                    if let Some(Value::Array(values)) = twin {
+                        if values.len() != items.len() {
+                            self.error(
+                                IssueType::Structure,
+                                "the '_' array must have as many items as its twin".into(),
+                            );
+                        }
+                    }
+                    for (i, item) in items.iter().enumerate() {
+                        self.path.push(Seg::Index(i));
+                        self.element_ext(item, true);
+                        self.path.pop();
+                    }
+                }
+                Value::Object(_) if n.max <= 1 => self.element_ext(val, false),
+                _ => self.error(
+                    IssueType::Structure,
+                    format!("{}: the '_' twin has the wrong JSON shape", n.path),
+                ),
+            }
+        }
+        self.path.pop();
+    }
+
+    /// The object in an `_x` property, validated as an `Element` (id and extensions only).
+    fn element_ext(&mut self, v: &'a Value, null_ok: bool) {
+        match (v, self.model.element) {
+            (Value::Null, _) if null_ok => {}
+            (Value::Object(obj), Some(el)) => self.object(self.model.def(el), 0, obj, false),
+            (Value::Object(_), None) => {}
+            _ => self.error(
+                IssueType::Structure,
+                format!("a '_' value must be a JSON object, not {}", json_kind_of(v)),
+            ),
+        }
+    }
+
+    /// One value of an element (an array item, or the property itself).
+    fn value(&mut self, def: &'a TypeDef, child: Child, v: &'a Value) {
+        let n = def.node(child.node);
+        if let Some(holder) = n.children_of {
+            match v.as_object() {
+                Some(obj) => self.object(def, holder, obj, false),
+                None => self.not_object(v),
+            }
+        } else if let Some(t) = n.types.get(usize::from(child.ty)) {
+            self.typed(n, t, v);
+        }
+        if let Some(fixed) = &n.fixed {
+            if !equal(v, fixed) {
+                self.error(
+                    IssueType::Value,
+                    format!("{}: the value must equal the fixed value", n.path),
+                );
+            }
+        }
+        if let Some(pattern) = &n.pattern {
+            if !contains(v, pattern) {
+                self.error(
+                    IssueType::Value,
+                    format!("{}: the value does not match the required pattern", n.path),
+                );
+            }
+        }
+    }
+
+    fn typed(&mut self, n: &'a Node, t: &'a TypeRef, v: &'a Value) {
+        match t.target {
+            Target::Primitive => {
+                if let Some(p) = self.model.primitives.get(&t.code) {
+                    if let Err(e) = p.check(v) {
+                        return self.error(IssueType::Invalid, e.0);
+                    }
+                }
+                if let (Some(max), Some(s)) = (n.max_length, v.as_str()) {
+                    if s.chars().count() > max {
+                        self.error(
+                            IssueType::Invalid,
+                            format!("{}: longer than maxLength {max}", n.path),
+                        );
+                    }
+                }
+                self.binding(n, t, v);
+            }
+            Target::Complex(tid) => match v.as_object() {
+                Some(obj) => {
+                    self.object(self.model.def(tid), 0, obj, false);
+                    self.binding(n, t, v);
+                }
+                None => self.not_object(v),
+            },
+            Target::Resource => self.resource(v, false),
+            Target::Unknown => {}
+        }
+    }
+
+    fn not_object(&mut self, v: &Value) {
+        self.error(
+            IssueType::Structure,
+            format!("must be a JSON object, not {}", json_kind_of(v)),
+        );
+    }
+
+    /// A required binding on a code, Coding, CodeableConcept or Quantity.
+    fn binding(&mut self, n: &Node, t: &TypeRef, v: &Value) {
+        let Some(b) = n
+            .binding
+            .as_ref()
+            .filter(|b| b.strength == Strength::Required)
+        else {
+            return;
+        };
+        let vs = &*b.value_set;
+        let verdict = match &*t.code {
+            "code" | "string" | "uri" => v
+                .as_str()
+                .map_or(Membership::Unknown, |c| self.terms.member(vs, None, c)),
+            "Coding" | "Quantity" => self.coding(vs, v),
+            "CodeableConcept" => {
+                let verdicts: Vec<Membership> = v
+                    .get("coding")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| self.coding(vs, c))
+                    .collect();
+                if verdicts.iter().any(|m| *m != Membership::NotIn) {
+                    Membership::In
+                } else if verdicts.is_empty() {
+                    Membership::Unknown
+                } else {
+                    Membership::NotIn
+                }
+            }
+            _ => Membership::Unknown,
+        };
+        if verdict == Membership::NotIn {
+            self.error(
+                IssueType::CodeInvalid,
+                format!("{}: the code is not in the required value set {vs}", n.path),
+            );
+        }
+    }
+
+    fn coding(&self, vs: &str, c: &Value) -> Membership {
+        let system = c.get("system").and_then(Value::as_str);
+        match c.get("code").and_then(Value::as_str) {
+            Some(code) => self.terms.member(vs, system, code),
+            None => Membership::Unknown,
+        }
+    }
+
+    /// `Extension`: `url` absolute; `ext-1`, value or nested extensions but not both.
+    fn extension_rules(&mut self, obj: &Map<String, Value>) {
+        if let Some(url) = obj.get("url").and_then(Value::as_str) {
+            if self.ext_depth == 0 && !is_absolute(url) {
+                self.error(
+                    IssueType::Invalid,
+                    "Extension.url must be an absolute URL".into(),
+                );
+            }
+        }
+        let has_value = obj.keys().any(|k| k.starts_with("value"));
+        let has_ext = obj.contains_key("extension");
+        if has_value == has_ext {
+            self.error(
+                IssueType::Invariant,
+                "ext-1: an extension must have either extensions or a value, not both".into(),
+            );
+        }
+    }
+
+    fn push_field(&mut self, n: &'a Node, ty: u8) {
+        match n.types.get(usize::from(ty)) {
+            Some(t) if n.choice => self.path.push(Seg::Choice(&n.name, &t.code)),
+            _ => self.path.push(Seg::Field(&n.name)),
+        }
+    }
+}
+
+/// How many values of element `n` `obj` holds (a `_x`-only primitive counts).
+fn count(n: &Node, obj: &Map<String, Value>) -> u32 {
+    for name in &n.json_names {
+        let v = obj.get(&**name).or_else(|| {
+            obj.iter()
+                .find(|(k, _)| k.strip_prefix('_') == Some(&**name))
+                .map(|(_, v)| v)
+        });
+        match v {
+            Some(Value::Array(a)) => return u32::try_from(a.len()).unwrap_or(u32::MAX),
+            Some(Value::Null) | None => {}
+            Some(_) => return 1,
+        }
+    }
+    0
+}
+
+/// Whether `parent["_" + name][i]` is a non-null object (what a `null` in `name[i]` needs).
+fn ext_at(parent: &Map<String, Value>, name: &str, i: usize) -> bool {
+    parent
+        .iter()
+        .find(|(k, _)| k.strip_prefix('_') == Some(name))
+        .and_then(|(_, v)| v.as_array())
+        .and_then(|a| a.get(i))
+        .is_some_and(Value::is_object)
+}
+
+/// `scheme:` at the start, as an absolute URI has.
+fn is_absolute(url: &str) -> bool {
+    match url.split_once(':') {
+        Some((scheme, _)) => {
+            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'))
+        }
+        None => false,
+    }
+}
+
+/// `fixed[x]`: exact equality (numbers by their text).
+fn equal(v: &Value, fixed: &Value) -> bool {
+    v == fixed
+}
+
+/// `pattern[x]`: every property of the pattern is in the value; arrays match item by item, any order.
+fn contains(v: &Value, pattern: &Value) -> bool {
+    match (v, pattern) {
+        (Value::Object(o), Value::Object(p)) => p
+            .iter()
+            .all(|(k, pv)| o.get(k).is_some_and(|ov| contains(ov, pv))),
+        (Value::Array(a), Value::Array(p)) => {
+            p.iter().all(|pv| a.iter().any(|av| contains(av, pv)))
+        }
+        _ => v == pattern,
+    }
+}
