@@ -1,4 +1,5 @@
-//! The `anchorgate` command line: `serve` runs the gateway; `check-config` validates a configuration.
+//! The `anchorgate` command line: `serve` runs the gateway; `check-config` validates a configuration;
+//! `validate` checks FHIR resource files against the base R4 specification.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,18 @@ enum Command {
     Serve(ConfigArgs),
     /// Load and validate the configuration, print it, and exit (0 valid, 2 invalid).
     CheckConfig(ConfigArgs),
+    /// Validate FHIR resource files (JSON, or XML by the `.xml` extension) against base R4.
+    ///
+    /// Prints one JSON line per file: {"file", "valid", "outcome": OperationOutcome}. Exits 0 if all
+    /// are valid, 1 if any is not, 2 if a file cannot be read.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Resource files to validate.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +105,62 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(&e),
         },
+        Command::Validate(args) => validate_files(&args.files),
+    }
+}
+
+/// `anchorgate validate`: every file is read before any is validated, so an unreadable one is a usage
+/// error (exit 2) with no partial output.
+fn validate_files(files: &[PathBuf]) -> ExitCode {
+    use anchorgate::fhir::{Format, Issue, IssueType, OperationOutcome, Severity};
+    use anchorgate::validate::{is_valid, Validator};
+
+    let mut bodies = Vec::with_capacity(files.len());
+    for path in files {
+        match std::fs::read(path) {
+            Ok(b) => bodies.push(b),
+            Err(e) => {
+                eprintln!("anchorgate: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut all_valid = true;
+    for (path, body) in files.iter().zip(&bodies) {
+        let format = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
+        {
+            Format::Xml
+        } else {
+            Format::Json
+        };
+        let mut outcome = match anchorgate::fhir::parse::parse(format, body) {
+            Ok(resource) => Validator::r4().validate(&resource),
+            Err(e) => OperationOutcome::single(Issue::error(IssueType::Structure, e.to_string())),
+        };
+        let valid = is_valid(&outcome);
+        // An OperationOutcome needs at least one issue.
+        if outcome.issues.is_empty() {
+            outcome.issues.push(Issue {
+                severity: Severity::Information,
+                code: IssueType::Informational,
+                diagnostics: "no issues found against base R4".into(),
+                expression: Vec::new(),
+            });
+        }
+        all_valid &= valid;
+        let line = serde_json::json!({
+            "file": path.display().to_string(),
+            "valid": valid,
+            "outcome": outcome.to_json(),
+        });
+        println!("{line}");
+    }
+    if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
