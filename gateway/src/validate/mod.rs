@@ -21,6 +21,7 @@ pub mod model;
 pub mod path;
 pub mod primitive;
 pub mod terminology;
+pub mod values;
 pub mod walk;
 pub mod xhtml;
 

@@ -316,4 +316,34 @@ fn narrative() {
         "Patient.text.div",
     );
     has(t("<p>x</p>"), IssueType::Invalid, "Patient.text.div");
+    has(
+        t("<div xmlns=\"http://www.w3.org/1999/xhtml\">\n  </div>"),
+        IssueType::Invalid,
+        "Patient.text.div",
+    );
+    assert!(is_valid(&check(t(
+        "<div xmlns=\"http://www.w3.org/1999/xhtml\"><img src=\"#a\"/></div>"
+    ))));
+}
+
+#[test]
+fn attachment_size_and_bundle_full_url() {
+    // HL7 validator cases attachment-with-wrong-size and bundle-duplicate-id.
+    let media = |size: u64| {
+        json!({"resourceType": "Media", "status": "completed",
+        "content": {"data": "aGVscCBpJ20gYSBidWc=", "size": size}})
+    };
+    assert!(is_valid(&check(media(14))));
+    has(media(100), IssueType::Structure, "Media.content");
+    has(
+        json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "Patient/1", "resource": {"resourceType": "Patient", "id": "1"}}]}),
+        IssueType::Invalid,
+        "Bundle.entry[0]",
+    );
+    assert!(is_valid(&check(
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:2aaf815f-3ebe-4a03-9b87-05d0700313b2",
+         "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]})
+    )));
 }

@@ -6,6 +6,7 @@ use super::model::{Child, Kind, Model, Node, Strength, Target, TypeDef, TypeRef,
 use super::path::{Path, Seg};
 use super::primitive::json_kind_of;
 use super::terminology::{Membership, Terminology};
+use super::values::{contains, count, equal, ext_at, is_absolute};
 use crate::fhir::outcome::{Issue, IssueType, Severity};
 
 /// One validation run: the location stack and the issues found so far.
@@ -139,6 +140,11 @@ impl<'a> Walker<'a> {
         }
         if is_extension {
             self.ext_depth -= 1;
+        }
+        match &*def.type_name {
+            "Attachment" if def.kind == Kind::Complex => self.attachment_size(obj),
+            "Bundle" if resource => self.bundle_full_urls(obj),
+            _ => {}
         }
     }
 
@@ -406,68 +412,50 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// `Attachment.size` must be the decoded length of `Attachment.data` when both are given.
+    fn attachment_size(&mut self, obj: &Map<String, Value>) {
+        let (Some(data), Some(size)) = (
+            obj.get("data").and_then(Value::as_str),
+            obj.get("size").and_then(Value::as_u64),
+        ) else {
+            return;
+        };
+        let chars: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        let padding = chars.iter().rev().take_while(|b| **b == b'=').count();
+        let decoded = (chars.len() / 4 * 3).saturating_sub(padding) as u64;
+        if chars.len() % 4 == 0 && decoded != size {
+            self.error(
+                IssueType::Structure,
+                format!("Attachment.size is {size} but the data decodes to {decoded} bytes"),
+            );
+        }
+    }
+
+    /// `Bundle.entry.fullUrl` is an absolute URL (R4: "The Absolute URL for the resource").
+    fn bundle_full_urls(&mut self, obj: &'a Map<String, Value>) {
+        let Some(entries) = obj.get("entry").and_then(Value::as_array) else {
+            return;
+        };
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(url) = e.get("fullUrl").and_then(Value::as_str) {
+                if !is_absolute(url) {
+                    self.path.push(Seg::Field("entry"));
+                    self.path.push(Seg::Index(i));
+                    self.error(
+                        IssueType::Invalid,
+                        "Bundle.entry.fullUrl must be an absolute URL".into(),
+                    );
+                    self.path.pop();
+                    self.path.pop();
+                }
+            }
+        }
+    }
+
     fn push_field(&mut self, n: &'a Node, ty: u8) {
         match n.types.get(usize::from(ty)) {
             Some(t) if n.choice => self.path.push(Seg::Choice(&n.name, &t.code)),
             _ => self.path.push(Seg::Field(&n.name)),
         }
-    }
-}
-
-/// How many values of element `n` `obj` holds (a `_x`-only primitive counts).
-fn count(n: &Node, obj: &Map<String, Value>) -> u32 {
-    for name in &n.json_names {
-        let v = obj.get(&**name).or_else(|| {
-            obj.iter()
-                .find(|(k, _)| k.strip_prefix('_') == Some(&**name))
-                .map(|(_, v)| v)
-        });
-        match v {
-            Some(Value::Array(a)) => return u32::try_from(a.len()).unwrap_or(u32::MAX),
-            Some(Value::Null) | None => {}
-            Some(_) => return 1,
-        }
-    }
-    0
-}
-
-/// Whether `parent["_" + name][i]` is a non-null object (what a `null` in `name[i]` needs).
-fn ext_at(parent: &Map<String, Value>, name: &str, i: usize) -> bool {
-    parent
-        .iter()
-        .find(|(k, _)| k.strip_prefix('_') == Some(name))
-        .and_then(|(_, v)| v.as_array())
-        .and_then(|a| a.get(i))
-        .is_some_and(Value::is_object)
-}
-
-/// `scheme:` at the start, as an absolute URI has.
-fn is_absolute(url: &str) -> bool {
-    match url.split_once(':') {
-        Some((scheme, _)) => {
-            scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'))
-        }
-        None => false,
-    }
-}
-
-/// `fixed[x]`: exact equality (numbers by their text).
-fn equal(v: &Value, fixed: &Value) -> bool {
-    v == fixed
-}
-
-/// `pattern[x]`: every property of the pattern is in the value; arrays match item by item, any order.
-fn contains(v: &Value, pattern: &Value) -> bool {
-    match (v, pattern) {
-        (Value::Object(o), Value::Object(p)) => p
-            .iter()
-            .all(|(k, pv)| o.get(k).is_some_and(|ov| contains(ov, pv))),
-        (Value::Array(a), Value::Array(p)) => {
-            p.iter().all(|pv| a.iter().any(|av| contains(av, pv)))
-        }
-        _ => v == pattern,
     }
 }

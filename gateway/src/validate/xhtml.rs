@@ -1,5 +1,5 @@
 //! Narrative XHTML (`Narrative.div`): well-formed XML, a `div` root, only the elements `txt-1` allows,
-//! no event-handler attributes, and only XML's own entities.
+//! no event-handler attributes, only XML's own entities, and some content (`txt-2`).
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -68,21 +68,30 @@ pub fn check(div: &str) -> Result<(), String> {
     }
     let mut reader = Reader::from_str(div);
     reader.config_mut().check_end_names = true;
+    let mut content = false;
     loop {
         let event = reader
             .read_event()
             .map_err(|e| format!("the narrative XHTML is not well-formed: {e}"))?;
         match event {
             Event::Eof => break,
-            Event::Start(t) | Event::Empty(t) => check_element(&t)?,
+            Event::Start(t) | Event::Empty(t) => {
+                check_element(&t)?;
+                content |= t.local_name().as_ref() == b"img";
+            }
             Event::Text(t) => {
-                t.unescape().map_err(|_| {
+                let text = t.unescape().map_err(|_| {
                     "the narrative XHTML uses an entity XML does not define".to_string()
                 })?;
+                content |= !text.trim().is_empty();
             }
             Event::DocType(_) => return Err("the narrative XHTML has a DOCTYPE".into()),
+            Event::CData(t) => content |= !t.trim_ascii().is_empty(),
             _ => {}
         }
+    }
+    if !content {
+        return Err("txt-2: the narrative SHALL have some non-whitespace content".into());
     }
     Ok(())
 }
