@@ -93,6 +93,8 @@ pub struct Config {
     /// itself, such as bulk-data status and file URLs. They pass through for GET, HEAD and DELETE only;
     /// any other unknown path answers 404.
     pub passthrough_paths: Vec<String>,
+    /// Validation of writes.
+    pub validation: crate::validate::enforce::ValidationConfig,
     /// Body and concurrency limits.
     pub limits: LimitsConfig,
     /// Timeouts, in milliseconds.
@@ -231,6 +233,7 @@ impl Default for Config {
             upstream_format: UpstreamFormat::Auto,
             // Where bulk-data export servers commonly put job status and output files.
             passthrough_paths: vec!["bulk-status/".to_owned(), "bulk-files/".to_owned()],
+            validation: Default::default(),
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             upstream_client: UpstreamClientConfig::default(),
@@ -393,6 +396,14 @@ impl Config {
                 return Err(invalid(
                     "passthrough_paths",
                     format!("{p:?}: must be a relative path that cannot be a FHIR route (lowercase, no leading / $ _)"),
+                ));
+            }
+        }
+        for t in self.validation.per_type.keys() {
+            if crate::fhir::route::resource_type(t).is_none() {
+                return Err(invalid(
+                    "validation.per_type",
+                    format!("{t:?} is not an R4 resource type"),
                 ));
             }
         }

@@ -44,6 +44,9 @@ pub enum GatewayError {
         /// FHIRPath of the element that is wrong (the resource root when the body cannot be parsed).
         expression: Option<String>,
     },
+    /// The resource is not valid FHIR R4; the outcome lists every issue.
+    #[error("the resource is not valid FHIR R4")]
+    Invalid(OperationOutcome),
     /// The request is unacceptable for another reason.
     #[error("{message}")]
     BadRequest {
@@ -109,6 +112,7 @@ impl GatewayError {
             E::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly),
             E::MalformedBody { .. } => (StatusCode::BAD_REQUEST, IssueType::Structure),
             E::BadRequest { .. } => (StatusCode::BAD_REQUEST, IssueType::Invalid),
+            E::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, IssueType::Invalid),
             E::ClientTimeout(_) => (StatusCode::REQUEST_TIMEOUT, IssueType::Timeout),
             E::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
             E::UpstreamUnreachable => (StatusCode::BAD_GATEWAY, IssueType::Transient),
@@ -120,6 +124,9 @@ impl GatewayError {
 
     /// The OperationOutcome for this error.
     pub fn outcome(&self) -> OperationOutcome {
+        if let GatewayError::Invalid(outcome) = self {
+            return outcome.clone();
+        }
         let (_, code) = self.classify();
         let mut issue = Issue::error(code, self.to_string());
         match self {

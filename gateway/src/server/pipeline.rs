@@ -31,6 +31,7 @@ use crate::server::admin;
 use crate::server::state::Gateway;
 use crate::telemetry::metrics::{InteractionLabels, RequestLabels, UpstreamErrorLabels};
 use crate::upstream::headers as hop;
+use crate::validate::enforce;
 
 /// Header carrying the request id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -210,6 +211,11 @@ async fn fhir(
 
     // Request filter: media type, size, time and well-formedness of the body.
     let body = request_body(gw, &parts, &route, body).await?;
+
+    // Validation: nothing invalid reaches the upstream.
+    if let BodyKind::Fhir(format) = body_kind(&parts.headers) {
+        enforce::check_write(&gw.config.validation, &route, format, &body)?;
+    }
     let body = rehome_request_body(gw, &parts, &public, body)?;
 
     // Upstream, in its own format when one is configured.

@@ -17,6 +17,7 @@
 //! resolution, display checks and non-required bindings.
 
 pub mod definitions;
+pub mod enforce;
 pub mod model;
 pub mod path;
 pub mod primitive;
