@@ -17,13 +17,7 @@ fn post(
     content_type: &str,
     body: impl Into<reqwest::blocking::Body>,
 ) -> (u16, String) {
-    let r = client()
-        .post(format!("{base}/{path}"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.text().unwrap())
+    anchorgate_e2e::post_body(base, path, content_type, body)
 }
 
 #[test]

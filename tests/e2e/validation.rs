@@ -6,13 +6,8 @@ use anchorgate_e2e::{client, Gateway, GatewayOptions, Upstream};
 use serde_json::{json, Value};
 
 fn post(base: &str, path: &str, content_type: &str, body: String) -> (u16, Value) {
-    let r = client()
-        .post(format!("{base}/{path}"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.json().unwrap())
+    let (status, text) = anchorgate_e2e::post_body(base, path, content_type, body);
+    (status, serde_json::from_str(&text).unwrap())
 }
 
 fn expressions(oo: &Value) -> Vec<String> {

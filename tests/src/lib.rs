@@ -311,6 +311,22 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// `POST {base}/{path}` with `body` as `content_type`; the status and the response text.
+pub fn post_body(
+    base: &str,
+    path: &str,
+    content_type: &str,
+    body: impl Into<reqwest::blocking::Body>,
+) -> (u16, String) {
+    let r = client()
+        .post(format!("{base}/{path}"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
 /// Sends `GET url` on another thread; join the handle for its status.
 pub fn get_in_background(url: String) -> std::thread::JoinHandle<reqwest::StatusCode> {
     std::thread::spawn(move || client().get(url).send().unwrap().status())

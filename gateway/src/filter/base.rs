@@ -129,6 +129,15 @@ fn default_port(scheme: &str) -> Option<u16> {
     }
 }
 
+/// The map the filter tests share: `http://up:8090/fhir` re-homed to `http://gw/fhir`.
+#[cfg(test)]
+pub(crate) fn test_map() -> BaseMap {
+    BaseMap::new(
+        &Url::parse("http://up:8090/fhir").unwrap_or_else(|_| unreachable!()),
+        "http://gw/fhir",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,13 +148,9 @@ fn rewrite_token(raw: &[u8], map: &BaseMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use url::Url;
 
     fn map() -> BaseMap {
-        BaseMap::new(
-            &Url::parse("http://up:8090/fhir").unwrap(),
-            "http://gw/fhir",
-        )
+        crate::filter::base::test_map()
     }
 
     #[test]

@@ -112,13 +112,9 @@ pub fn write_tag(name: &[u8], attrs: &[(Vec<u8>, Cow<'_, [u8]>)], empty: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use url::Url;
 
     fn map() -> BaseMap {
-        BaseMap::new(
-            &Url::parse("http://up:8090/fhir").unwrap(),
-            "http://gw/fhir",
-        )
+        crate::filter::base::test_map()
     }
 
     #[test]
