@@ -21,6 +21,10 @@ step "unit, end-to-end and conformance tests"
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt || status=$?
 
+if [ -f target/conformance/validator-report.md ]; then
+  step "HL7 validator cases report"
+  cat target/conformance/validator-report.md
+fi
 if [ -f target/conformance/rest-report.md ]; then
   step "REST pass-through conformance report"
   cat target/conformance/rest-report.md

@@ -1,6 +1,7 @@
 //! Anchorgate conformance runners and the helpers they share (HTTP client, nonces, FHIR instants).
 
 pub mod rest;
+pub mod validator_cases;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
