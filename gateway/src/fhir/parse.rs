@@ -32,13 +32,17 @@ pub enum ParseError {
 
 /// Parses a FHIR resource in `format` into its FHIR JSON form.
 pub fn parse(format: Format, bytes: &[u8]) -> Result<Value, ParseError> {
+    wellformed::check(format, bytes).map_err(|m| ParseError::Malformed(m.0))?;
+    parse_wellformed(format, bytes)
+}
+
+/// [`parse`] for a body that has already passed [`wellformed::check`] (the write path checks every body
+/// before anything else), without walking it again.
+pub fn parse_wellformed(format: Format, bytes: &[u8]) -> Result<Value, ParseError> {
     let value = match format {
-        Format::Json => {
-            wellformed::check_json(bytes).map_err(|m| ParseError::Malformed(m.0))?;
-            serde_json::from_slice(bytes)
-                .map_err(|e| ParseError::Malformed(format!("malformed JSON: {e}")))?
-        }
-        Format::Xml => xml_to_json(bytes)?,
+        Format::Json => serde_json::from_slice(bytes)
+            .map_err(|e| ParseError::Malformed(format!("malformed JSON: {e}")))?,
+        Format::Xml => wellformed_xml_to_json(bytes)?,
     };
     match value.get("resourceType") {
         Some(Value::String(t)) if !t.is_empty() => Ok(value),
@@ -54,6 +58,11 @@ pub fn parse(format: Format, bytes: &[u8]) -> Result<Value, ParseError> {
 /// Converts a FHIR XML resource to its FHIR JSON form.
 pub fn xml_to_json(bytes: &[u8]) -> Result<Value, ParseError> {
     wellformed::check_xml(bytes).map_err(|m| ParseError::Malformed(m.0))?;
+    wellformed_xml_to_json(bytes)
+}
+
+/// [`xml_to_json`] for a document that has already passed [`wellformed::check_xml`].
+fn wellformed_xml_to_json(bytes: &[u8]) -> Result<Value, ParseError> {
     let body = without_declaration(bytes);
     let mut value = isolate(|| {
         let element: R4Element = fhirbolt::xml::from_slice(body, None)

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{is_valid, Validator};
 use crate::error::GatewayError;
-use crate::fhir::parse::{parse, ParseError};
+use crate::fhir::parse::{parse_wellformed, ParseError};
 use crate::fhir::{Format, Interaction, Route};
 
 /// What to do with a write that fails validation.
@@ -44,7 +44,7 @@ impl ValidationConfig {
     }
 }
 
-/// Validates a write's body when the interaction and mode call for it.
+/// Validates a write's body, already checked well-formed, when the interaction and mode call for it.
 pub fn check_write(
     cfg: &ValidationConfig,
     route: &Route,
@@ -62,7 +62,8 @@ pub fn check_write(
     if cfg.mode_for(root) == ValidationMode::Off {
         return Ok(());
     }
-    let value = parse(format, body).map_err(|e| {
+    // The request filter has already checked the body well-formed.
+    let value = parse_wellformed(format, body).map_err(|e| {
         let (ParseError::Malformed(message) | ParseError::NotAResource(message)) = e;
         GatewayError::MalformedBody {
             message,
