@@ -53,12 +53,7 @@ fn history_instance_paging(c: &Client, base: &str, n: &str) -> Result<Transcript
     let first = s
         .send(Call::get(format!("{path}/_history?_count=2")))?
         .expect(200)?;
-    let pages = s.follow_next(&first, &[])?;
-    anyhow::ensure!(
-        pages.len() == 2,
-        "expected 2 further pages, got {}",
-        pages.len()
-    );
+    s.follow_pages(&first, &[], 2)?;
     Ok(s.finish())
 }
 

@@ -134,12 +134,7 @@ fn paging_json(c: &Client, base: &str, n: &str) -> Result<Transcript> {
             "Observation?subject=Patient/{pid}&_count=3"
         )))?
         .expect(200)?;
-    let pages = s.follow_next(&first, &[])?;
-    anyhow::ensure!(
-        pages.len() == 2,
-        "expected 2 further pages, got {}",
-        pages.len()
-    );
+    s.follow_pages(&first, &[], 2)?;
     // _count above the total: one page, no next link
     s.send(Call::get(format!(
         "Observation?subject=Patient/{pid}&_count=50"
@@ -154,12 +149,7 @@ fn paging_xml(c: &Client, base: &str, n: &str) -> Result<Transcript> {
     let first = s
         .send(Call::get(format!("Observation?subject=Patient/{pid}&_count=2")).accept_xml())?
         .expect(200)?;
-    let pages = s.follow_next(&first, &[("Accept", FHIR_XML)])?;
-    anyhow::ensure!(
-        pages.len() == 2,
-        "expected 2 further pages, got {}",
-        pages.len()
-    );
+    s.follow_pages(&first, &[("Accept", FHIR_XML)], 2)?;
     let first = s
         .send(Call::get(format!(
             "Observation?subject=Patient/{pid}&_count=4&_format=xml"
@@ -175,12 +165,7 @@ fn paging_post(c: &Client, base: &str, n: &str) -> Result<Transcript> {
     let first = s
         .send(Call::post("Observation/_search").form(&format!("subject=Patient%2F{pid}&_count=2")))?
         .expect(200)?;
-    let pages = s.follow_next(&first, &[])?;
-    anyhow::ensure!(
-        pages.len() == 2,
-        "expected 2 further pages, got {}",
-        pages.len()
-    );
+    s.follow_pages(&first, &[], 2)?;
     Ok(s.finish())
 }
 

@@ -314,6 +314,22 @@ impl<'a> Session<'a> {
         Ok(pages)
     }
 
+    /// [`Self::follow_next`], requiring exactly `expected` further pages.
+    pub fn follow_pages(
+        &mut self,
+        first: &Resp,
+        headers: &[(&str, &str)],
+        expected: usize,
+    ) -> Result<()> {
+        let pages = self.follow_next(first, headers)?;
+        anyhow::ensure!(
+            pages.len() == expected,
+            "expected {expected} further pages, got {}",
+            pages.len()
+        );
+        Ok(())
+    }
+
     /// The finished transcript.
     pub fn finish(self) -> Transcript {
         self.transcript
