@@ -152,3 +152,241 @@ fn validation_can_be_turned_off_per_type() {
     );
     assert_eq!(status, 422);
 }
+
+fn send(req: reqwest::blocking::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, headers, body)
+}
+
+fn severities(oo: &Value) -> Vec<String> {
+    oo["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["severity"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn validate_operation_is_answered_by_the_gateway() {
+    let gw = Gateway::shared();
+    let post_json = |path: &str, body: Value| {
+        send(
+            client()
+                .post(format!("{}/{path}", gw.base))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+    };
+    // Valid: 200 and an informational issue.
+    let good = json!({"resourceType": "Patient", "gender": "female"});
+    let (status, _, oo) = post_json("Patient/$validate", good.clone());
+    assert_eq!(status, 200, "{oo}");
+    assert_eq!(severities(&oo), ["information"], "{oo}");
+    // Invalid: still 200 (R4 $validate), with every error located.
+    let bad = json!({"resourceType": "Patient", "gender": "robot", "birthDate": "1970-13-45"});
+    let (status, _, oo) = post_json("Patient/$validate", bad.clone());
+    assert_eq!(status, 200, "{oo}");
+    let exprs = expressions(&oo);
+    assert!(exprs.contains(&"Patient.gender".to_owned()), "{oo}");
+    assert!(exprs.contains(&"Patient.birthDate".to_owned()), "{oo}");
+    // The same verdict as a write would get: it is the gateway's validator, not the upstream's.
+    let (status, oo_write) = post(
+        &gw.base,
+        "Patient",
+        "application/fhir+json",
+        bad.to_string(),
+    );
+    assert_eq!(status, 422);
+    assert_eq!(oo_write["issue"], oo["issue"]);
+    // Parameters form, instance level, mode=update with a matching id.
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient", "id": "v1", "gender": "male"}},
+        {"name": "mode", "valueCode": "update"}]});
+    let (status, _, oo) = post_json("Patient/v1/$validate", params.clone());
+    assert_eq!(status, 200, "{oo}");
+    let (status, _, oo) = post_json("Patient/v2/$validate", params);
+    assert_eq!(status, 400, "{oo}");
+    assert_eq!(expressions(&oo), ["Patient.id"]);
+    // XML in, XML out.
+    let (status, _, text) = send(
+        client()
+            .post(format!("{}/Patient/$validate", gw.base))
+            .header("content-type", "application/fhir+xml")
+            .header("accept", "application/fhir+xml")
+            .body(r#"<Patient xmlns="http://hl7.org/fhir"><gender value="robot"/></Patient>"#),
+    );
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("<OperationOutcome") && text.contains("Patient.gender"),
+        "{text}"
+    );
+    // Wrong type, no body, wrong method, unknown mode: 4xx with an OperationOutcome.
+    let (status, _, _) = post_json("Observation/$validate", good.clone());
+    assert_eq!(status, 400);
+    let (status, _, oo) = send(client().post(format!("{}/Patient/$validate", gw.base)));
+    assert_eq!(status, 400, "{oo}");
+    let (status, h, _) = send(client().get(format!("{}/Patient/$validate", gw.base)));
+    assert_eq!(status, 405);
+    assert_eq!(h["allow"], "POST");
+    let (status, _, _) = post_json("Patient/$validate?mode=sideways", good);
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn warn_mode_forwards_and_reports() {
+    let up = Upstream::shared();
+    let gw = Gateway::start_with(
+        &up.base,
+        GatewayOptions {
+            config_toml: Some("[validation.per_type]\nPatient = \"warn\"\n".into()),
+            ..Default::default()
+        },
+    );
+    let family = format!("Warn{}", std::process::id());
+    let bad = json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "robot"});
+    let (status, h, body) = send(
+        client()
+            .post(format!("{}/Patient", gw.base))
+            .header("content-type", "application/fhir+json")
+            .body(bad.to_string()),
+    );
+    // sekmet has its own (R4B) checks; what matters is that the gateway forwarded it.
+    assert_ne!(status, 422, "{body}");
+    let header: Value = serde_json::from_str(h["x-validation-outcome"].to_str().unwrap()).unwrap();
+    assert!(
+        expressions(&header).contains(&"Patient.gender".to_owned()),
+        "{header}"
+    );
+
+    // In a transaction, a warn-mode entry's issues go to its entry.response.outcome; an
+    // enforce-mode entry (Observation) would still refuse the whole transaction.
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Patient", "name": [{"family": family}],
+                      "birthDate": "1970-01-01", "extension": [{"url": "http://example.org/x"}]},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+         "request": {"method": "POST", "url": "Observation"}}
+    ]});
+    let (status, h, body) = send(
+        client()
+            .post(&gw.base)
+            .header("content-type", "application/fhir+json")
+            .body(bundle.to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(h.get("x-validation-outcome").is_none());
+    let outcome = &body["entry"][0]["response"]["outcome"];
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{body}");
+    assert!(
+        expressions(outcome)[0].starts_with("Bundle.entry[0].resource"),
+        "{outcome}"
+    );
+    assert!(body["entry"][1]["response"].get("outcome").is_none());
+    let mut bad_obs = bundle.clone();
+    bad_obs["entry"][1]["resource"]["status"] = json!("sideways");
+    let (status, _, _) = send(
+        client()
+            .post(&gw.base)
+            .header("content-type", "application/fhir+json")
+            .body(bad_obs.to_string()),
+    );
+    assert_eq!(status, 422);
+}
+
+#[test]
+fn patches_are_judged_by_their_result() {
+    let gw = Gateway::shared();
+    let up = Upstream::shared();
+    let family = format!("Patch{}", std::process::id());
+    let (status, created) = post(
+        &gw.base,
+        "Patient",
+        "application/fhir+json",
+        json!({"resourceType": "Patient", "name": [{"family": family}], "gender": "female"})
+            .to_string(),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let patch = |content_type: &str, body: Value, if_match: Option<&str>| {
+        let mut req = client()
+            .patch(format!("{}/Patient/{id}", gw.base))
+            .header("content-type", content_type)
+            .body(body.to_string());
+        if let Some(v) = if_match {
+            req = req.header("if-match", v);
+        }
+        send(req)
+    };
+    let current = || -> Value {
+        client()
+            .get(format!("{}/Patient/{id}", up.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // A JSON Patch whose result is invalid: 422 located in the result, the upstream untouched.
+    let (status, _, oo) = patch(
+        "application/json-patch+json",
+        json!([{"op": "replace", "path": "/gender", "value": "robot"}]),
+        None,
+    );
+    assert_eq!(status, 422, "{oo}");
+    assert_eq!(expressions(&oo), ["Patient.gender"]);
+    assert_eq!(current()["gender"], "female");
+    assert_eq!(current()["meta"]["versionId"], "1");
+    // A FHIRPath Patch whose result is invalid.
+    let fp = |kind: &str, path: &str, value: Value| {
+        json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+            {"name": "type", "valueCode": kind}, {"name": "path", "valueString": path},
+            {"name": "value", "valueDate": value}]}]})
+    };
+    let (status, _, oo) = patch(
+        "application/fhir+json",
+        fp("replace", "Patient.gender", json!("robot")),
+        None,
+    );
+    assert_eq!(status, 422, "{oo}");
+    // A path the gateway cannot evaluate is refused rather than forwarded unchecked.
+    let (status, _, oo) = patch(
+        "application/fhir+json",
+        fp("replace", "Patient.name.select(family)", json!("x")),
+        None,
+    );
+    assert_eq!(status, 422, "{oo}");
+    assert_eq!(oo["issue"][0]["code"], "not-supported", "{oo}");
+    // A valid patch goes through, pinned to the version that was validated.
+    let (status, h, body) = patch(
+        "application/json-patch+json",
+        json!([{"op": "replace", "path": "/gender", "value": "male"}]),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h["etag"], "W/\"2\"");
+    assert_eq!(current()["gender"], "male");
+    // A client's own stale If-Match is kept, and the upstream refuses the patch.
+    let (status, _, _) = patch(
+        "application/json-patch+json",
+        json!([{"op": "replace", "path": "/gender", "value": "other"}]),
+        Some("W/\"1\""),
+    );
+    assert_eq!(status, 412);
+    // Patching something that does not exist: the upstream answers.
+    let (status, _, _) = send(
+        client()
+            .patch(format!("{}/Patient/no-such-patient-{id}", gw.base))
+            .header("content-type", "application/json-patch+json")
+            .body(json!([{"op": "replace", "path": "/gender", "value": "male"}]).to_string()),
+    );
+    assert_eq!(status, 404);
+}

@@ -2,11 +2,13 @@
 
 pub mod admin;
 pub mod bridge;
+pub mod patch;
 pub mod pipeline;
 pub mod public_base;
 pub mod stack;
 pub mod state;
 pub mod tls;
+pub mod validate_op;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{bridge, public_base, ConnInfo};
+use super::{bridge, patch, public_base, validate_op, ConnInfo};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::fhir::format::{body_kind, negotiate};
@@ -31,7 +31,7 @@ use crate::server::admin;
 use crate::server::state::Gateway;
 use crate::telemetry::metrics::{InteractionLabels, RequestLabels, UpstreamErrorLabels};
 use crate::upstream::headers as hop;
-use crate::validate::enforce;
+use crate::validate::enforce::{self, Findings};
 
 /// Header carrying the request id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -212,14 +212,47 @@ async fn fhir(
     // Request filter: media type, size, time and well-formedness of the body.
     let body = request_body(gw, &parts, &route, body).await?;
 
-    // Validation: nothing invalid reaches the upstream.
-    if let BodyKind::Fhir(format) = body_kind(&parts.headers) {
-        enforce::check_write(&gw.config.validation, &route, format, &body)?;
+    let kind = body_kind(&parts.headers);
+
+    // `$validate` is the gateway's own: the answer is exactly the verdict a write would get.
+    if route.interaction == Interaction::Operation && validate_op::is_validate(&route) {
+        let body_format = match kind {
+            BodyKind::Fhir(f) => Some(f),
+            _ => None,
+        };
+        return validate_op::handle(
+            &parts.method,
+            &route,
+            query.as_deref(),
+            body_format,
+            &body,
+            ctx.format,
+        );
+    }
+
+    // Validation: nothing invalid reaches the upstream. A patch is judged by its result.
+    let mut findings = match kind {
+        BodyKind::Fhir(format) => {
+            enforce::check_write(&gw.config.validation, &route, format, &body)?
+        }
+        _ => None,
+    };
+    let mut pin = None;
+    if matches!(
+        route.interaction,
+        Interaction::Patch | Interaction::ConditionalPatch
+    ) {
+        let checked = patch::check(gw, &parts, &route, query.as_deref(), &body).await?;
+        findings = checked.findings;
+        pin = checked.if_match;
     }
     let body = rehome_request_body(gw, &parts, &public, body)?;
 
     // Upstream, in its own format when one is configured.
     let mut headers = parts.headers;
+    if let Some(version) = pin {
+        headers.insert(IF_MATCH, version);
+    }
     let upstream_format = bridge::fixed(gw.config.upstream_format);
     let (query, body) = match upstream_format {
         Some(f) => bridge::request(f, &mut headers, query, body, body_root(&route))?,
@@ -247,7 +280,14 @@ async fn fhir(
 
     // Response filter, then re-encoding for the client when the upstream format is fixed.
     let client_format = upstream_format.map(|_| ctx.format);
-    response_filter(gw, &route, &parts.method, &public, client_format, up_resp).await
+    let filtered = ResponseFilter {
+        route: &route,
+        method: &parts.method,
+        public: &public,
+        client_format,
+        findings: findings.as_ref(),
+    };
+    response_filter(gw, filtered, up_resp).await
 }
 
 /// The FHIRPath root of a request body: its resource type, or what the interaction carries.
@@ -364,15 +404,31 @@ fn rehome_request_body(
     }
 }
 
+/// What the response filter needs to know about the request.
+struct ResponseFilter<'a> {
+    route: &'a Route,
+    method: &'a Method,
+    /// The public base the client used.
+    public: &'a str,
+    /// The client's format, when the upstream's is fixed and the answer must be re-encoded.
+    client_format: Option<Format>,
+    /// `warn`-mode validation findings to carry to the client.
+    findings: Option<&'a Findings>,
+}
+
 /// Cleans the upstream response and re-homes every upstream URL under the public base.
 async fn response_filter(
     gw: &Gateway,
-    route: &Route,
-    method: &Method,
-    public: &str,
-    client_format: Option<Format>,
+    f: ResponseFilter<'_>,
     resp: Response<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
+    let ResponseFilter {
+        route,
+        method,
+        public,
+        client_format,
+        findings,
+    } = f;
     let (mut parts, body) = resp.into_parts();
     hop::strip_hop_by_hop(&mut parts.headers);
     let map = BaseMap::new(gw.upstream.base(), public);
@@ -382,7 +438,15 @@ async fn response_filter(
         || parts.status == StatusCode::NO_CONTENT
         || parts.status == StatusCode::NOT_MODIFIED
         || parts.status.is_informational();
-    let BodyKind::Fhir(format) = body_kind(&parts.headers) else {
+    let body_format = body_kind(&parts.headers);
+    if let (Some(f), true) = (
+        findings,
+        bodiless || !matches!(body_format, BodyKind::Fhir(_)),
+    ) {
+        let format = client_format.unwrap_or(Format::Json);
+        filter::findings::attach(format, &mut parts.headers, None, f);
+    }
+    let BodyKind::Fhir(format) = body_format else {
         // Not FHIR (e.g. raw Binary content): nothing to inspect, so stream it through.
         return Ok(Response::from_parts(
             parts,
@@ -415,6 +479,10 @@ async fn response_filter(
         if let Some(marked) = filter::mark_capabilities(format, &out, map.target()) {
             out = Bytes::from(marked);
         }
+    }
+    if let Some(f) = findings {
+        out = filter::findings::attach(format, &mut parts.headers, Some(out.clone()), f)
+            .unwrap_or(out);
     }
     if let Some(client) = client_format {
         out = bridge::response(format, client, &mut parts.headers, out)?;

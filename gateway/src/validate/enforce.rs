@@ -1,17 +1,21 @@
-//! Enforcement on the write path: which writes are validated, in which mode, and the 422 refusal.
+//! Enforcement on the write path: which writes are validated, in which mode, and what happens to the
+//! issues (a 422 refusal, or findings carried to the response in `warn` mode).
 //!
-//! Creates, updates (plain and conditional) and batch or transaction Bundles (every entry's resource
-//! with them) are validated before anything is forwarded. Patches are not yet: their result must be
-//! computed from the current version first.
+//! Creates, updates (plain and conditional), patches (their *result*: see [`super::patch`]) and batch or
+//! transaction Bundles are validated before anything is forwarded. In a Bundle every entry's resource is
+//! judged in the mode of its own type, so `Binary = "off"` holds inside a transaction too; the Bundle's
+//! own structure is judged in the `Bundle` mode.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::{is_valid, Validator};
 use crate::error::GatewayError;
+use crate::fhir::outcome::Issue;
 use crate::fhir::parse::{parse_wellformed, ParseError};
-use crate::fhir::{Format, Interaction, Route};
+use crate::fhir::{Format, Interaction, OperationOutcome, Route};
 
 /// What to do with a write that fails validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -20,6 +24,8 @@ pub enum ValidationMode {
     /// Refuse it with 422 and an OperationOutcome listing every issue.
     #[default]
     Enforce,
+    /// Forward it, and tell the client what is wrong alongside the upstream's response.
+    Warn,
     /// Do not validate.
     Off,
 }
@@ -42,37 +48,68 @@ impl ValidationConfig {
             .copied()
             .unwrap_or(self.mode)
     }
+
+    /// Whether no resource type is validated at all.
+    fn all_off(&self) -> bool {
+        self.mode == ValidationMode::Off
+            && self.per_type.values().all(|m| *m == ValidationMode::Off)
+    }
 }
 
-/// Validates a write's body, already checked well-formed, when the interaction and mode call for it.
+/// Issues found in `warn`-mode parts of a write that was forwarded anyway, for the response.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Findings {
+    /// Issues about the resource written, or about a Bundle as a whole.
+    pub outcome: OperationOutcome,
+    /// Issues about batch or transaction entries, by entry index (for `entry.response.outcome`).
+    pub entries: BTreeMap<usize, OperationOutcome>,
+}
+
+impl Findings {
+    /// Whether there is nothing to report.
+    pub fn is_empty(&self) -> bool {
+        self.outcome.issues.is_empty() && self.entries.is_empty()
+    }
+}
+
+/// The resource type a write interaction carries in its body, if it carries one to validate.
+pub fn write_root(route: &Route) -> Option<&'static str> {
+    match route.interaction {
+        Interaction::Create
+        | Interaction::Update
+        | Interaction::ConditionalUpdate
+        | Interaction::Patch
+        | Interaction::ConditionalPatch => route.resource_type,
+        Interaction::BatchOrTransaction => Some("Bundle"),
+        _ => None,
+    }
+}
+
+/// Validates a create, update or Bundle body, already checked well-formed, when its mode calls for it.
+/// `Ok(None)`: nothing to report; `Ok(Some)`: forward, and attach the findings to the response.
 pub fn check_write(
     cfg: &ValidationConfig,
     route: &Route,
     format: Format,
     body: &[u8],
-) -> Result<(), GatewayError> {
-    let root = match route.interaction {
-        Interaction::Create | Interaction::Update | Interaction::ConditionalUpdate => {
-            route.resource_type
-        }
-        Interaction::BatchOrTransaction => Some("Bundle"),
-        _ => None,
-    };
-    let Some(root) = root else { return Ok(()) };
-    if cfg.mode_for(root) == ValidationMode::Off {
-        return Ok(());
+) -> Result<Option<Findings>, GatewayError> {
+    if matches!(
+        route.interaction,
+        Interaction::Patch | Interaction::ConditionalPatch
+    ) {
+        // The body is a patch, not the resource: its result is checked by `check_resource`.
+        return Ok(None);
     }
-    // The request filter has already checked the body well-formed.
-    let value = parse_wellformed(format, body).map_err(|e| {
-        let (ParseError::Malformed(message) | ParseError::NotAResource(message)) = e;
-        GatewayError::MalformedBody {
-            message,
-            expression: Some(root.to_owned()),
-        }
-    })?;
+    let Some(root) = write_root(route) else {
+        return Ok(None);
+    };
+    if skipped(cfg, root) {
+        return Ok(None);
+    }
+    let value = parse_body(format, body, root)?;
     let body_type = value
         .get("resourceType")
-        .and_then(|t| t.as_str())
+        .and_then(Value::as_str)
         .unwrap_or_default();
     if body_type != root {
         return Err(GatewayError::bad_request(
@@ -80,10 +117,147 @@ pub fn check_write(
             Some(format!("{body_type}.resourceType")),
         ));
     }
-    let outcome = Validator::r4().validate(&value);
-    if is_valid(&outcome) {
-        Ok(())
+    check_resource(cfg, &value)
+}
+
+/// Whether a write of `root` needs no validation at all under `cfg`.
+pub fn skipped(cfg: &ValidationConfig, root: &str) -> bool {
+    if root == "Bundle" {
+        cfg.all_off()
     } else {
-        Err(GatewayError::Invalid(outcome))
+        cfg.mode_for(root) == ValidationMode::Off
+    }
+}
+
+/// Parses a body the request filter has already checked well-formed.
+pub fn parse_body(format: Format, body: &[u8], root: &str) -> Result<Value, GatewayError> {
+    parse_wellformed(format, body).map_err(|e| {
+        let (ParseError::Malformed(message) | ParseError::NotAResource(message)) = e;
+        GatewayError::MalformedBody {
+            message,
+            expression: Some(root.to_owned()),
+        }
+    })
+}
+
+/// Validates one resource about to be written (a Bundle's entries each in their own type's mode) and
+/// applies the modes: errors in `enforce` parts refuse the write; issues in `warn` parts become findings.
+pub fn check_resource(
+    cfg: &ValidationConfig,
+    resource: &Value,
+) -> Result<Option<Findings>, GatewayError> {
+    let outcome = Validator::r4().validate(resource);
+    judge(cfg, resource, outcome)
+}
+
+/// Applies the configured modes to a validation outcome of `resource`.
+pub fn judge(
+    cfg: &ValidationConfig,
+    resource: &Value,
+    outcome: OperationOutcome,
+) -> Result<Option<Findings>, GatewayError> {
+    let root_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let entries = resource.get("entry").and_then(Value::as_array);
+    let mut refused = OperationOutcome::default();
+    let mut findings = Findings::default();
+    for issue in outcome.issues {
+        let entry = (root_type == "Bundle")
+            .then(|| entry_of(&issue))
+            .flatten()
+            .filter(|(_, in_resource)| *in_resource);
+        let mode = match entry {
+            Some((i, _)) => entries
+                .and_then(|e| e.get(i))
+                .and_then(|e| e.pointer("/resource/resourceType"))
+                .and_then(Value::as_str)
+                .map_or(cfg.mode_for(root_type), |t| cfg.mode_for(t)),
+            None => cfg.mode_for(root_type),
+        };
+        match mode {
+            ValidationMode::Enforce => refused.issues.push(issue),
+            ValidationMode::Warn => match entry {
+                Some((i, _)) => findings.entries.entry(i).or_default().issues.push(issue),
+                None => findings.outcome.issues.push(issue),
+            },
+            ValidationMode::Off => {}
+        }
+    }
+    if !is_valid(&refused) {
+        return Err(GatewayError::Invalid(refused));
+    }
+    Ok((!findings.is_empty()).then_some(findings))
+}
+
+/// The Bundle entry an issue is located in (`Bundle.entry[3]…`), and whether it is inside the entry's
+/// resource rather than its request/response/fullUrl.
+fn entry_of(issue: &Issue) -> Option<(usize, bool)> {
+    let e = issue.expression.first()?;
+    let rest = e.strip_prefix("Bundle.entry[")?;
+    let (n, after) = rest.split_once(']')?;
+    Some((n.parse().ok()?, after.starts_with(".resource")))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn cfg(toml_text: &str) -> ValidationConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    fn bad_patient() -> Value {
+        json!({"resourceType": "Patient", "gender": "sometimes"})
+    }
+
+    #[test]
+    fn enforce_refuses_warn_reports_off_ignores() {
+        let p = bad_patient();
+        assert!(matches!(
+            check_resource(&cfg(""), &p),
+            Err(GatewayError::Invalid(_))
+        ));
+        let f = check_resource(&cfg("mode = \"warn\""), &p)
+            .unwrap()
+            .unwrap();
+        assert!(!f.outcome.issues.is_empty());
+        assert!(f.entries.is_empty());
+        assert_eq!(check_resource(&cfg("mode = \"off\""), &p).unwrap(), None);
+        let ok = json!({"resourceType": "Patient", "gender": "female"});
+        assert_eq!(check_resource(&cfg("mode = \"warn\""), &ok).unwrap(), None);
+    }
+
+    #[test]
+    fn bundle_entries_are_judged_in_their_own_types_mode() {
+        let b = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {"resourceType": "Observation", "status": "final",
+                          "code": {"text": "x"}}, "request": {"method": "POST", "url": "Observation"}},
+            {"resource": bad_patient(), "request": {"method": "POST", "url": "Patient"}}
+        ]});
+        assert!(matches!(
+            check_resource(&cfg(""), &b),
+            Err(GatewayError::Invalid(_))
+        ));
+        let f = check_resource(&cfg("[per_type]\nPatient = \"warn\""), &b)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.entries.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert!(f.outcome.issues.is_empty());
+        assert_eq!(
+            check_resource(&cfg("[per_type]\nPatient = \"off\""), &b).unwrap(),
+            None
+        );
+        // The Bundle's own structure follows the Bundle mode.
+        let broken = json!({"resourceType": "Bundle", "type": "nonsense"});
+        assert!(check_resource(&cfg("[per_type]\nPatient = \"off\""), &broken).is_err());
+        assert!(!skipped(
+            &cfg("mode = \"off\"\n[per_type]\nPatient = \"warn\""),
+            "Bundle"
+        ));
+        assert!(skipped(&cfg("mode = \"off\""), "Bundle"));
     }
 }

@@ -19,6 +19,7 @@
 pub mod definitions;
 pub mod enforce;
 pub mod model;
+pub mod patch;
 pub mod path;
 pub mod primitive;
 pub mod terminology;
@@ -67,6 +68,11 @@ impl Validator {
             terms,
             broken: None,
         }
+    }
+
+    /// The compiled element trees (for tools that need the shape of the data, e.g. patching).
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 
     /// Validates one resource (FHIR JSON form), returning every error and warning found.
