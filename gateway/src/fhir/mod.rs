@@ -12,3 +12,6 @@ pub mod wellformed;
 pub use format::{BodyKind, Format};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
 pub use route::{Interaction, Route, RouteError};
+
+#[cfg(test)]
+mod proptests;
