@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use anchorgate::validate::Validator;
+use anchorgate::validate::{schema, Validator};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
 
@@ -41,6 +41,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("validate");
     g.throughput(Throughput::Elements(1));
     g.bench_function("observation", |b| b.iter(|| v.validate(black_box(&obs))));
+    g.bench_function("observation_json_schema", |b| {
+        b.iter(|| schema::check(black_box(&obs)))
+    });
     let corpus = synthea();
     if !corpus.is_empty() {
         g.throughput(Throughput::Elements(corpus.len() as u64));
@@ -49,6 +52,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for r in &corpus {
                     black_box(v.validate(black_box(r)));
+                }
+            })
+        });
+        g.bench_function("synthea_corpus_json_schema", |b| {
+            b.iter(|| {
+                for r in &corpus {
+                    black_box(schema::check(black_box(r)));
                 }
             })
         });

@@ -168,6 +168,14 @@ def cmd_check(a):
             problems.append(f"POST /Patient: Location not rewritten: {loc!r}")
         else:
             notes.append(f"create -> 201 Location {loc}")
+        if a.name == "anchorgate":
+            # The enforce-mode gateway must really validate what it forwards.
+            st, _, _ = http("POST", base + "/Patient", body=b'{"resourceType":"Patient","gender":"robot"}',
+                            headers={**hdr, "Content-Type": "application/fhir+json"})
+            if st != 422:
+                problems.append(f"POST of an invalid Patient -> {st}, expected 422 (validation not on?)")
+            else:
+                notes.append("an invalid Patient is refused with 422")
 
     for n in notes:
         print(f"  check[{a.name}]: ok: {n}")
@@ -214,7 +222,7 @@ def cmd_record(a):
 
 
 # -------------------------------------------------------------------- report
-TARGETS = ["direct", "nginx", "anchorgate"]
+TARGETS = ["direct", "nginx", "anchorgate", "anchorgate-noval"]
 ERR_KEYS = ["err_connect", "err_read", "err_write", "err_status", "err_timeout"]
 CASE_TITLES = {
     "read": "Patient read (`GET /fhir/Patient/{id}`)",
@@ -319,6 +327,10 @@ def cmd_report(a):
 
     targets = [t for t in TARGETS if any(r["target"] == t for r in runs)]
     verdicts = []
+    overhead = []  # (conns, rps ratio enforce/off, cpu enforce, cpu off, +p50, noisy tag)
+
+    def tag_of(r):
+        return " (noisy)" if any((y or {}).get("other_cpu", 0) > NOISY for y in r.values()) else ""
     for case in cases:
         w(f"## {CASE_TITLES.get(case, case)}\n")
         w("| conns | target | rps | p50 µs | p99 µs | +p99 vs direct µs "
@@ -340,14 +352,19 @@ def cmd_report(a):
                 added = (x["p99_us"] - d["p99_us"]) if (d and t != "direct") else None
                 cpu = (f"{x['proxy_cpu_us_per_req']:.1f} ({x['proxy_cpu_util']:.2f})"
                        if x.get("proxy_cpu_us_per_req") is not None else "")
-                ratio = (x["rps"] / n["rps"]) if (n and n["rps"] and t == "anchorgate") else None
+                ratio = (x["rps"] / n["rps"]) if (n and n["rps"] and t.startswith("anchorgate")) else None
                 name = f"**{t}**" if t == "anchorgate" else t
                 w(f"| {c} | {name} | {rps} | {_fmt_int(x['p50_us'])} | {_fmt_int(x['p99_us'])} "
                   f"| {'' if added is None else f'{added:+,}'} | {cpu} "
                   f"| {'' if ratio is None else f'**{ratio:.2f}×**'} | {_other(x)} |")
                 noisy = any((y or {}).get("other_cpu", 0) > NOISY for y in r.values())
                 tag = " (noisy)" if noisy else ""
-                if ratio is not None:
+                v = r.get("anchorgate-noval")
+                if t == "anchorgate" and v and v["rps"]:
+                    overhead.append((c, x["rps"] / v["rps"],
+                                     x.get("proxy_cpu_us_per_req"), v.get("proxy_cpu_us_per_req"),
+                                     x["p50_us"] - v["p50_us"], tag_of(r)))
+                if ratio is not None and t == "anchorgate":
                     verdicts.append((case, c, "throughput ≥ 0.9× nginx", ratio >= 0.9,
                                      f"{ratio:.2f}×{tag}"))
                 if t == "anchorgate" and added is not None and c == moderate:
@@ -355,6 +372,18 @@ def cmd_report(a):
                     verdicts.append((case, c, "added p99 < 1 ms", added < 1000,
                                      f"{added:+,} µs" + (f" (nginx {nadd:+,} µs)"
                                                          if nadd is not None else "") + tag))
+        w("")
+    if overhead:
+        w("## Validation on the write path\n")
+        w("The create case timed twice through the same binary and placement: `anchorgate` validates "
+          "every POSTed Patient (the default `enforce`), `anchorgate-noval` runs with "
+          "`[validation] mode = \"off\"`.\n")
+        w("| conns | rps enforce / off | proxy CPU µs/req enforce | off | added | +p50 µs |")
+        w("|---:|---:|---:|---:|---:|---:|")
+        for c, ratio, ce, co, dp50, tag in overhead:
+            added = f"{ce - co:+.1f}" if (ce is not None and co is not None) else ""
+            w(f"| {c} | **{ratio:.2f}×**{tag} | {'' if ce is None else f'{ce:.1f}'} "
+              f"| {'' if co is None else f'{co:.1f}'} | {added} | {dp50:+,} |")
         w("")
     if any(sum(r.get(k, 0) for k in ERR_KEYS) for r in runs):
         w("⚠ = wrk counted socket errors or HTTP status ≥ 400 in that run; see raw results.\n")

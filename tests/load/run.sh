@@ -247,10 +247,11 @@ mkdir -p "$TMP"/{canned,upstream,peer,gw/data}
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-read -r UP_PORT PEER_PORT GW_PORT < <(python3 "$HERE/harness.py" ports 3)
+read -r UP_PORT PEER_PORT GW_PORT GW2_PORT < <(python3 "$HERE/harness.py" ports 4)
 UP_BASE=http://127.0.0.1:$UP_PORT/fhir
 PEER_BASE=http://127.0.0.1:$PEER_PORT/fhir
 GW_BASE=http://127.0.0.1:$GW_PORT/fhir
+GW2_BASE=http://127.0.0.1:$GW2_PORT/fhir
 log "temp dir $TMP; ports: upstream=$UP_PORT nginx=$PEER_PORT anchorgate=$GW_PORT; pinning=$PIN"
 
 # ---------------------------------------------------------- canned data
@@ -378,6 +379,7 @@ log "nginx upstream (pid $UP_PID) and nginx peer proxy (pid $PEER_PID) up"
 # ---------------------------------------------------------- the gateway
 TARGETS="direct nginx"
 GW_PID=""
+GW2_PID=""
 GW_NOTE=""
 if [ "$SKIP_GW" = 1 ]; then
   GW_NOTE="LOAD_SKIP_GATEWAY=1"
@@ -396,13 +398,32 @@ else
     "$TMP/gw/gateway.log" "anchorgate (target/release/anchorgate serve ...)"
   log "anchorgate up (pid $GW_PID)"
   TARGETS="direct nginx anchorgate"
+  if [[ " $CASES " == *" create "* ]]; then
+    # The write path's validation cost: the same binary and placement with validation off.
+    printf '[validation]\nmode = "off"\n' >"$TMP/gw/noval.toml"
+    "${PIN_CMD[@]}" env ANCHORGATE_WORKER_THREADS="$WORKERS" ANCHORGATE_LOG="$GW_LOG" \
+      ANCHORGATE_CONFIG="$TMP/gw/noval.toml" \
+      "$GW_BIN" serve --upstream "$UP_BASE" --listen "127.0.0.1:$GW2_PORT" \
+      --public-base "$GW2_BASE" --data-dir "$TMP/gw/data-noval" >"$TMP/gw/gateway-noval.log" 2>&1 &
+    GW2_PID=$!
+    PIDS+=("$GW2_PID")
+    wait_ready "http://127.0.0.1:$GW2_PORT/healthz" "${LOAD_GW_STARTUP_TIMEOUT:-30}" "$GW2_PID" \
+      "$TMP/gw/gateway-noval.log" "anchorgate with validation off"
+    log "anchorgate with validation off up (pid $GW2_PID)"
+  fi
 fi
+
+# The targets timed for one case: the validation-off gateway only where validation happens.
+targets_for() {
+  if [ "$1" = create ] && [ -n "$GW2_PID" ]; then echo "$TARGETS anchorgate-noval"; else echo "$TARGETS"; fi
+}
 
 base_of() {
   case $1 in
     direct) echo "$UP_BASE" ;;
     nginx) echo "$PEER_BASE" ;;
     anchorgate) echo "$GW_BASE" ;;
+    anchorgate-noval) echo "$GW2_BASE" ;;
   esac
 }
 proxy_pids_of() {
@@ -410,6 +431,7 @@ proxy_pids_of() {
     direct) echo "" ;;
     nginx) nginx_pids "$PEER_PID" ;;
     anchorgate) echo "$GW_PID" ;;
+    anchorgate-noval) echo "$GW2_PID" ;;
   esac
 }
 
@@ -434,6 +456,12 @@ for t in $TARGETS; do
       || die "$t failed its sanity check"
   fi
 done
+
+if [ -n "$GW2_PID" ]; then
+  python3 "$HERE/harness.py" check --name anchorgate-noval --base "$GW2_BASE" \
+    --upstream-base "$UP_BASE" --canned "$TMP/canned" --expect-rewrite $WITH_CREATE \
+    || die "anchorgate with validation off failed its correctness check"
+fi
 
 IDLE_PEER_KB=$(mem_kb VmRSS $(nginx_pids "$PEER_PID"))
 IDLE_UP_KB=$(mem_kb VmRSS $(nginx_pids "$UP_PID"))
@@ -513,7 +541,7 @@ PY
 for round in $(seq 1 "$ROUNDS"); do
 for case in $CASES; do
   log "round $round/$ROUNDS, case $case: warm-up ${WARMUP} per target"
-  for t in $TARGETS; do wrk_run "$t" "$case" 16 "$WARMUP"; done
+  for t in $(targets_for "$case"); do wrk_run "$t" "$case" 16 "$WARMUP"; done
   for c in $CONNS; do
     # One cell = all targets at one (case, concurrency), interleaved so slow drift on the
     # machine hits all of them alike. Repeated (bounded) if other work used the CPUs meanwhile.
@@ -521,7 +549,7 @@ for case in $CASES; do
     while :; do
       log "case $case, $c connection(s), ${DURATION} per target (attempt $attempt)"
       CELL=$TMP/cell-$round-$case-$c-$attempt.jsonl; : >"$CELL"
-      for t in $TARGETS; do
+      for t in $(targets_for "$case"); do
         wrk_run "$t" "$case" "$c" "$DURATION" record
         sleep 0.5
       done

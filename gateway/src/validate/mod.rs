@@ -22,6 +22,7 @@ pub mod model;
 pub mod patch;
 pub mod path;
 pub mod primitive;
+pub mod schema;
 pub mod terminology;
 pub mod values;
 pub mod walk;
