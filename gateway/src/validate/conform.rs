@@ -309,6 +309,19 @@ impl<'a> Checker<'a> {
                     );
                     return;
                 }
+                Lookup::Unknown if core_type(url).is_some() => {
+                    // A base type as a profile: the value must be of that type.
+                    let want = core_type(url).unwrap_or_default();
+                    match v.get("resourceType").and_then(Value::as_str) {
+                        Some(rt) if rt != want => attempts.push(vec![Issue {
+                            severity: Severity::Error,
+                            code: IssueType::Structure,
+                            diagnostics: format!("The type '{rt}' is not valid - must be {want}"),
+                            expression: vec![self.location()],
+                        }]),
+                        _ => return,
+                    }
+                }
                 Lookup::Unknown => {
                     self.report(
                         Severity::Warning,
@@ -401,6 +414,12 @@ impl<'a> Checker<'a> {
             _ => Membership::Unknown,
         }
     }
+}
+
+/// `Patient` for `http://hl7.org/fhir/StructureDefinition/Patient`.
+fn core_type(url: &str) -> Option<&str> {
+    url.strip_prefix("http://hl7.org/fhir/StructureDefinition/")
+        .filter(|t| t.starts_with(|c: char| c.is_ascii_uppercase()))
 }
 
 fn push_values<'a>(out: &mut Vec<Item<'a>>, v: &'a Value, ty: Option<&'a ElemType>) {

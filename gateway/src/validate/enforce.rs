@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{is_valid, Validator};
+use super::{is_valid, ValidateOptions, Validator};
 use crate::error::GatewayError;
 use crate::fhir::parse::{parse_wellformed, ParseError};
 use crate::fhir::{Format, Interaction, Route};
@@ -32,9 +32,29 @@ pub struct ValidationConfig {
     pub mode: ValidationMode,
     /// Modes for particular resource types, e.g. `Binary = "off"`.
     pub per_type: BTreeMap<String, ValidationMode>,
+    /// Profiles (canonical URLs of embedded profiles: R4 core, IPS 2.0.0) that writes of a resource
+    /// type must conform to, e.g.
+    /// `Patient = ["http://hl7.org/fhir/uv/ips/StructureDefinition/Patient-uv-ips"]`. Resources inside a
+    /// batch or transaction Bundle are held to their type's profiles too.
+    pub profiles: BTreeMap<String, Vec<String>>,
 }
 
 impl ValidationConfig {
+    /// Why the configured profiles cannot be used, if they cannot: unknown, or for another type.
+    pub fn check_profiles(&self) -> Result<(), String> {
+        for (ty, urls) in &self.profiles {
+            for url in urls {
+                let Some(for_type) = Validator::r4().profile_type(url) else {
+                    return Err(format!("{ty}: unknown profile {url}"));
+                };
+                if for_type != *ty {
+                    return Err(format!("{ty}: profile {url} is for {for_type}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The mode for `resource_type`.
     pub fn mode_for(&self, resource_type: &str) -> ValidationMode {
         self.per_type
@@ -80,10 +100,39 @@ pub fn check_write(
             Some(format!("{body_type}.resourceType")),
         ));
     }
-    let outcome = Validator::r4().validate(&value);
+    let options =
+        ValidateOptions::with_profiles(cfg.profiles.get(root).into_iter().flatten().cloned());
+    let mut outcome = Validator::r4().validate_with(&value, &options);
+    if root == "Bundle" && !cfg.profiles.is_empty() {
+        entry_profiles(cfg, &value, &mut outcome);
+    }
     if is_valid(&outcome) {
         Ok(())
     } else {
         Err(GatewayError::Invalid(outcome))
+    }
+}
+
+/// Checks each entry resource of a Bundle against its type's configured profiles.
+fn entry_profiles(
+    cfg: &ValidationConfig,
+    bundle: &serde_json::Value,
+    outcome: &mut crate::fhir::OperationOutcome,
+) {
+    let entries = bundle.get("entry").and_then(|e| e.as_array());
+    for (i, entry) in entries.into_iter().flatten().enumerate() {
+        let Some(resource) = entry.get("resource") else {
+            continue;
+        };
+        let ty = resource
+            .get("resourceType")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default();
+        let Some(urls) = cfg.profiles.get(ty) else {
+            continue;
+        };
+        let location = format!("Bundle.entry[{i}].resource");
+        let issues = Validator::r4().profile_issues(resource, urls, &location);
+        outcome.issues.extend(issues);
     }
 }

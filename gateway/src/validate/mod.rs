@@ -84,6 +84,13 @@ impl ValidateOptions {
             profiles: vec![url.into()],
         }
     }
+
+    /// Options asking for these profiles.
+    pub fn with_profiles<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            profiles: urls.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 static R4: LazyLock<Validator> = LazyLock::new(|| match Definitions::r4() {
@@ -140,6 +147,14 @@ impl Validator {
         matches!(self.profiles.lookup(url), Lookup::Found(_))
     }
 
+    /// The resource or data type a known, usable profile constrains.
+    pub fn profile_type(&self, url: &str) -> Option<String> {
+        match self.profiles.lookup(url) {
+            Lookup::Found(p) => Some(p.type_name.to_string()),
+            _ => None,
+        }
+    }
+
     /// Why a known profile cannot be used (no snapshot, and none could be generated), if so.
     pub fn profile_problem(&self, url: &str) -> Option<String> {
         match self.profiles.lookup(url) {
@@ -171,7 +186,16 @@ impl Validator {
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        for url in &options.profiles {
+        issues.extend(self.profile_issues(resource, &options.profiles, root));
+        OperationOutcome { issues }
+    }
+
+    /// The issues of `resource` (located at `location`) against the profiles `urls` only, without the
+    /// base checks; an unknown profile is an error.
+    pub fn profile_issues(&self, resource: &Value, urls: &[String], location: &str) -> Vec<Issue> {
+        let root = location;
+        let mut issues = Vec::new();
+        for url in urls {
             match self.profiles.lookup(url) {
                 Lookup::Found(p) => {
                     let mut ck =
@@ -193,7 +217,7 @@ impl Validator {
                 }),
             }
         }
-        OperationOutcome { issues }
+        issues
     }
 }
 
