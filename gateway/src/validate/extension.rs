@@ -21,6 +21,8 @@ pub struct Site<'s> {
     pub resource: bool,
     /// The URL of the extension holding this one, when nested.
     pub outer: Option<&'s str>,
+    /// The holder's value, when it is an object (for `where(…)` contexts).
+    pub holder: Option<&'s Value>,
 }
 
 /// Checks one extension (a JSON object with a `url`) used at `site`; issues are located at `location`.
@@ -91,6 +93,14 @@ fn allowed(p: &Profile, site: &Site<'_>) -> bool {
     p.contexts.is_empty()
         || p.contexts.iter().any(|c| match c {
             Context::FhirPath => true,
+            Context::Where { path, field, value } => {
+                (&**path == site.path || inherited_path(path, site.path))
+                    && site
+                        .holder
+                        .and_then(|h| h.get(&**field))
+                        .and_then(Value::as_str)
+                        == Some(&**value)
+            }
             Context::Extension(u) => site.outer == Some(&**u),
             Context::Element(e) => {
                 let e = &**e;
@@ -118,7 +128,7 @@ fn contexts(p: &Profile) -> String {
         .map(|c| match c {
             Context::Element(e) => format!("e:{e}"),
             Context::Extension(u) => format!("x:{u}"),
-            Context::FhirPath => "fhirpath".to_owned(),
+            Context::FhirPath | Context::Where { .. } => "fhirpath".to_owned(),
         })
         .collect::<Vec<_>>()
         .join("; ")

@@ -32,7 +32,16 @@ pub enum Context {
     Element(Box<str>),
     /// Inside the extension with this URL.
     Extension(Box<str>),
-    /// A FHIRPath expression: not evaluated, so accepted.
+    /// `path.where(field = 'value')`: the element at `path` whose `field` is `value`.
+    Where {
+        /// The element path.
+        path: Box<str>,
+        /// The holder's property compared.
+        field: Box<str>,
+        /// The value it must have.
+        value: Box<str>,
+    },
+    /// Any other FHIRPath expression: not evaluated, so accepted.
     FhirPath,
 }
 
@@ -159,7 +168,7 @@ impl Profile {
                 let e = c.get("expression").and_then(Value::as_str)?;
                 Some(match c.get("type").and_then(Value::as_str) {
                     Some("extension") => Context::Extension(e.into()),
-                    Some("fhirpath") => Context::FhirPath,
+                    Some("fhirpath") => where_context(e).unwrap_or(Context::FhirPath),
                     _ => Context::Element(e.into()),
                 })
             })
@@ -347,6 +356,23 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
         slices: Vec::new(),
         content_ref: None,
     }
+}
+
+/// Parses `Patient.address.where(use = 'home')`.
+fn where_context(e: &str) -> Option<Context> {
+    let (path, rest) = e.split_once(".where(")?;
+    let cond = rest.strip_suffix(')')?;
+    let (field, value) = cond.split_once('=')?;
+    let value = value.trim().strip_prefix('\'')?.strip_suffix('\'')?;
+    let field = field.trim();
+    if !field.chars().all(|c| c.is_ascii_alphanumeric()) || path.contains('(') {
+        return None;
+    }
+    Some(Context::Where {
+        path: path.into(),
+        field: field.into(),
+        value: value.into(),
+    })
 }
 
 /// The first `<prefix>Xxx` property, as (`Xxx`, value).

@@ -25,7 +25,7 @@ pub struct Walker<'a> {
     profiles: Option<&'a Profiles>,
     /// The elements enclosing the current object (path, type name, resource root): where an extension
     /// found there is used.
-    sites: Vec<(&'a str, &'a str, bool)>,
+    sites: Vec<(&'a str, &'a str, bool, Option<&'a Value>)>,
     /// URLs of the extensions enclosing the current object.
     ext_urls: Vec<&'a str>,
 }
@@ -52,7 +52,11 @@ impl<'a> Walker<'a> {
     }
 
     /// Runs `f` with `site` as the enclosing element.
-    fn in_site(&mut self, site: (&'a str, &'a str, bool), f: impl FnOnce(&mut Self)) {
+    fn in_site(
+        &mut self,
+        site: (&'a str, &'a str, bool, Option<&'a Value>),
+        f: impl FnOnce(&mut Self),
+    ) {
         self.sites.push(site);
         f(self);
         self.sites.pop();
@@ -94,7 +98,7 @@ impl<'a> Walker<'a> {
         match self.model.resources.get(rt) {
             Some(&tid) => {
                 let def = self.model.def(tid);
-                self.in_site((&def.type_name, &def.type_name, true), |w| {
+                self.in_site((&def.type_name, &def.type_name, true, Some(v)), |w| {
                     w.object(def, 0, obj, true)
                 });
                 if let Some(reg) = self.profiles {
@@ -282,13 +286,13 @@ impl<'a> Walker<'a> {
                     let code = &n.types[usize::from(child.ty)].code;
                     for (i, item) in items.iter().enumerate() {
                         self.path.push(Seg::Index(i));
-                        self.in_site((&n.path, code, false), |w| w.element_ext(item, true));
+                        self.in_site((&n.path, code, false, None), |w| w.element_ext(item, true));
                         self.path.pop();
                     }
                 }
                 Value::Object(_) if n.max <= 1 => {
                     let code = &n.types[usize::from(child.ty)].code;
-                    self.in_site((&n.path, code, false), |w| w.element_ext(val, false));
+                    self.in_site((&n.path, code, false, None), |w| w.element_ext(val, false));
                 }
                 _ => self.error(
                     IssueType::Structure,
@@ -317,13 +321,13 @@ impl<'a> Walker<'a> {
         let n = def.node(child.node);
         if let Some(holder) = n.children_of {
             match v.as_object() {
-                Some(obj) => self.in_site((&n.path, "BackboneElement", false), |w| {
+                Some(obj) => self.in_site((&n.path, "BackboneElement", false, Some(v)), |w| {
                     w.object(def, holder, obj, false)
                 }),
                 None => self.not_object(v),
             }
         } else if let Some(t) = n.types.get(usize::from(child.ty)) {
-            self.in_site((&n.path, &t.code, false), |w| w.typed(n, t, v));
+            self.in_site((&n.path, &t.code, false, Some(v)), |w| w.typed(n, t, v));
         }
         if let Some(fixed) = &n.fixed {
             if !equal(v, fixed) {
@@ -468,7 +472,7 @@ impl<'a> Walker<'a> {
             return;
         }
         // The innermost site is the `extension` element itself; the one before holds it.
-        let Some(&(path, type_name, resource)) = self.sites.iter().rev().nth(1) else {
+        let Some(&(path, type_name, resource, holder)) = self.sites.iter().rev().nth(1) else {
             return;
         };
         let site = Site {
@@ -476,6 +480,7 @@ impl<'a> Walker<'a> {
             type_name,
             resource,
             outer,
+            holder,
         };
         let found = super::extension::check(reg, self.terms, v, &site, self.path.render());
         self.issues.extend(found);
