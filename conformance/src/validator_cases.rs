@@ -1,15 +1,17 @@
 //! The HL7 validator-case runner: our validator's verdicts, error counts and error locations against the
 //! HL7 Java validator's expected outcomes (`../shared/data/fhir-validator-cases`).
 //!
-//! Only `base` steps run today; `profile` steps (validation against a StructureDefinition in
-//! `validate_against`) are reported as not run until profiles are supported, never counted as agreeing.
+//! Both steps run: `base` (the core specification, plus the profiles in the instance's `meta.profile`)
+//! and `profile` (also against the StructureDefinition in `validate_against`). Each case's `supporting`
+//! and `profiles` files are loaded into an overlay over the shared base validator.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anchorgate::fhir::parse::parse;
 use anchorgate::fhir::Format;
-use anchorgate::validate::{is_valid, Validator};
+use anchorgate::validate::definitions::Definitions;
+use anchorgate::validate::{is_valid, ValidateOptions, Validator};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
@@ -45,6 +47,8 @@ pub struct CaseResult {
     pub our_error_count: usize,
     /// The expected error count.
     pub expected_error_count: usize,
+    /// Our first few error messages, for the report's list of disagreements.
+    pub our_messages: Vec<String>,
 }
 
 /// The whole run.
@@ -84,10 +88,34 @@ fn run_case(dir: &Path, case: &Value) -> Result<CaseResult> {
         our_errors: BTreeSet::new(),
         our_error_count: 0,
         expected_error_count: errors.len(),
+        our_messages: Vec::new(),
     };
-    if result.step != "base" {
-        return Ok(result);
+    let files = dir.join("files");
+    let mut defs = Definitions::default();
+    for key in ["supporting", "profiles"] {
+        for f in case[key].as_array().into_iter().flatten() {
+            let f = f.as_str().unwrap_or_default();
+            defs.load_path(&files.join(f))
+                .with_context(|| format!("case {}: loading {f}", result.name))?;
+        }
     }
+    let mut options = ValidateOptions::default();
+    if result.step == "profile" {
+        let f = text("validate_against");
+        let sd = anchorgate::validate::definitions::read_resource(&files.join(&f))
+            .with_context(|| format!("case {}: loading {f}", result.name))?;
+        options
+            .profiles
+            .push(sd["url"].as_str().unwrap_or_default().to_owned());
+        defs.add(sd);
+    }
+    let overlay;
+    let validator = if defs.is_empty() {
+        Validator::r4()
+    } else {
+        overlay = Validator::r4().with_definitions(&defs);
+        &overlay
+    };
     let format = if case["format"] == "xml" {
         Format::Xml
     } else {
@@ -97,7 +125,7 @@ fn run_case(dir: &Path, case: &Value) -> Result<CaseResult> {
         .with_context(|| format!("case {}", result.name))?;
     match parse(format, &bytes) {
         Ok(v) => {
-            let outcome = Validator::r4().validate(&v);
+            let outcome = validator.validate_with(&v, &options);
             result.ours_valid = Some(is_valid(&outcome));
             for issue in outcome.issues.iter().filter(|i| {
                 matches!(
@@ -107,6 +135,13 @@ fn run_case(dir: &Path, case: &Value) -> Result<CaseResult> {
             }) {
                 result.our_error_count += 1;
                 result.our_errors.extend(issue.expression.iter().cloned());
+                if result.our_messages.len() < 3 {
+                    result.our_messages.push(format!(
+                        "{}: {}",
+                        issue.expression.join(","),
+                        issue.diagnostics
+                    ));
+                }
             }
         }
         Err(_) => {
@@ -144,6 +179,12 @@ impl CasesReport {
         )
     }
 
+    /// Verdict agreement over the cases of one step (`base` or `profile`), as (agreeing, run).
+    pub fn step_agreement(&self, step: &str) -> (usize, usize) {
+        let cases = || self.run_cases().filter(move |c| c.step == step);
+        (cases().filter(|c| c.agrees()).count(), cases().count())
+    }
+
     /// The false rejects, by name.
     pub fn false_rejects(&self) -> Vec<&str> {
         self.run_cases()
@@ -164,10 +205,10 @@ impl CasesReport {
             .iter()
             .filter(|c| !c.expected_errors.is_empty() && c.expected_errors == c.our_errors)
             .count();
-        let missed: Vec<&str> = self
+        let missed: Vec<String> = self
             .run_cases()
             .filter(|c| !c.expected_valid && c.ours_valid == Some(true))
-            .map(|c| c.name.as_str())
+            .map(|c| format!("{} ({})", c.name, c.step))
             .collect();
         let contradictory: Vec<&str> = self
             .run_cases()
@@ -181,13 +222,20 @@ impl CasesReport {
         let not_run = self.cases.len() - run;
         let mut md = String::from("# HL7 validator cases\n\n");
         md.push_str(&format!(
-            "- cases: {} ({run} run: `base` steps; {not_run} `profile` steps not run yet)\n",
+            "- cases: {} ({run} run, {not_run} not run)\n",
             self.cases.len()
         ));
         md.push_str(&format!(
             "- verdict agreement: {agree}/{run} ({:.1}%)\n",
             pct(agree, run)
         ));
+        for step in ["base", "profile"] {
+            let (a, r) = self.step_agreement(step);
+            md.push_str(&format!(
+                "  - `{step}` steps: {a}/{r} ({:.1}%)\n",
+                pct(a, r)
+            ));
+        }
         md.push_str(&format!(
             "- error-count agreement on expected-invalid cases: {counts}/{}\n",
             invalid.len()
@@ -209,6 +257,21 @@ impl CasesReport {
             missed.len(),
             missed.join(", ")
         ));
+        md.push_str("\n## Disagreements\n\n");
+        for c in self.run_cases().filter(|c| !c.agrees()) {
+            md.push_str(&format!(
+                "- {} ({}): expected {}, ours {}; {}\n",
+                c.name,
+                c.step,
+                if c.expected_valid { "valid" } else { "invalid" },
+                if c.ours_valid == Some(true) {
+                    "valid"
+                } else {
+                    "invalid"
+                },
+                c.our_messages.join(" | ")
+            ));
+        }
         md.push_str(&format!(
             "\nValidator cases: {agree}/{run} verdicts agree ({:.1}%), {} false rejects\n",
             pct(agree, run),

@@ -1,11 +1,12 @@
-//! Benchmarks of base R4 validation: the Synthea corpus (`../shared/data/synthea/ndjson-10-patients`,
-//! when present) resource by resource, and one Observation that needs no data files.
+//! Benchmarks of R4 validation: the Synthea corpus (`../shared/data/synthea/ndjson-10-patients`, when
+//! present) resource by resource, base only and against the matching IPS profiles, and one Observation
+//! that needs no data files.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up on known input
 
 use std::hint::black_box;
 use std::path::Path;
 
-use anchorgate::validate::{schema, Validator};
+use anchorgate::validate::{schema, ValidateOptions, Validator};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
 
@@ -59,6 +60,29 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for r in &corpus {
                     black_box(schema::check(black_box(r)));
+                }
+            })
+        });
+    }
+    if !corpus.is_empty() {
+        // Each resource against the IPS profile for its type (types IPS has no profile for: base only).
+        let with_ips: Vec<(&Value, ValidateOptions)> = corpus
+            .iter()
+            .map(|r| {
+                let ty = r["resourceType"].as_str().unwrap_or_default();
+                let url = format!("http://hl7.org/fhir/uv/ips/StructureDefinition/{ty}-uv-ips");
+                let opts = if v.knows_profile(&url) {
+                    ValidateOptions::with_profile(url)
+                } else {
+                    ValidateOptions::default()
+                };
+                (r, opts)
+            })
+            .collect();
+        g.bench_function("synthea_corpus_ips", |b| {
+            b.iter(|| {
+                for (r, o) in &with_ips {
+                    black_box(v.validate_with(black_box(r), o));
                 }
             })
         });

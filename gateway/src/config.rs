@@ -407,6 +407,19 @@ impl Config {
                 ));
             }
         }
+        for t in self.validation.profiles.keys() {
+            if crate::fhir::route::resource_type(t).is_none() {
+                return Err(invalid(
+                    "validation.profiles",
+                    format!("{t:?} is not an R4 resource type"),
+                ));
+            }
+        }
+        if !self.validation.profiles.is_empty() {
+            self.validation
+                .check_profiles()
+                .map_err(|e| invalid("validation.profiles", e))?;
+        }
         if self.limits.max_request_body == 0 || self.limits.max_response_body == 0 {
             return Err(invalid("limits", "body limits must be above zero"));
         }

@@ -1,7 +1,9 @@
-//! The FHIR definitions embedded in the binary (`profiles/*.ndjson.gz`), decoded and indexed by URL.
+//! FHIR definitions indexed by URL: the ones embedded in the binary (`profiles/*.ndjson.gz`), and
+//! extra StructureDefinitions, ValueSets and CodeSystems loaded at run time from files or directories.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use serde_json::Value;
@@ -10,6 +12,8 @@ use serde_json::Value;
 static R4_CORE: &[u8] = include_bytes!("../../../profiles/r4-core.ndjson.gz");
 /// R4 ValueSets (mostly expanded) and CodeSystems.
 static R4_TERMINOLOGY: &[u8] = include_bytes!("../../../profiles/r4-terminology.ndjson.gz");
+/// International Patient Summary 2.0.0 profiles, the extensions they use, and their ValueSets.
+static IPS: &[u8] = include_bytes!("../../../profiles/ips-2.0.0.ndjson.gz");
 
 /// Why a definitions bundle cannot be read. Only a corrupt build could produce one.
 #[derive(Debug, thiserror::Error)]
@@ -23,13 +27,33 @@ pub enum DefinitionsError {
     Json(&'static str, usize, serde_json::Error),
 }
 
-/// StructureDefinitions and ValueSets by canonical URL (without `|version`).
+/// Why a definitions file given at run time cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file or directory cannot be read.
+    #[error("cannot read {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The file is not a FHIR resource in JSON or XML.
+    #[error("{0}: {1}")]
+    Parse(PathBuf, crate::fhir::parse::ParseError),
+    /// The file is a resource, but not a StructureDefinition, ValueSet, CodeSystem or a Bundle of them.
+    #[error(
+        "{0}: a {1} is not a definition (StructureDefinition, ValueSet, CodeSystem or Bundle)"
+    )]
+    NotADefinition(PathBuf, String),
+}
+
+/// StructureDefinitions, ValueSets and CodeSystems by canonical URL (without `|version`).
 #[derive(Debug, Default)]
 pub struct Definitions {
     /// StructureDefinitions by `url`.
     pub structures: HashMap<String, Value>,
     /// ValueSets by `url`.
     pub value_sets: HashMap<String, Value>,
+    /// CodeSystems by `url`: only those loaded at run time (the embedded R4 ones are skipped, their
+    /// ValueSets come expanded).
+    pub code_systems: HashMap<String, Value>,
 }
 
 impl Definitions {
@@ -39,6 +63,91 @@ impl Definitions {
         defs.load("r4-core.ndjson.gz", R4_CORE)?;
         defs.load("r4-terminology.ndjson.gz", R4_TERMINOLOGY)?;
         Ok(defs)
+    }
+
+    /// Decodes the embedded IPS 2.0.0 bundle (profiles, the extensions they use, ValueSets).
+    pub fn ips() -> Result<Self, DefinitionsError> {
+        let mut defs = Self::default();
+        defs.load("ips-2.0.0.ndjson.gz", IPS)?;
+        Ok(defs)
+    }
+
+    /// Whether nothing is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.structures.is_empty() && self.value_sets.is_empty() && self.code_systems.is_empty()
+    }
+
+    /// Moves every definition of `other` into this one; `other`'s win.
+    pub fn merge(&mut self, other: Definitions) {
+        self.structures.extend(other.structures);
+        self.value_sets.extend(other.value_sets);
+        self.code_systems.extend(other.code_systems);
+    }
+
+    /// Adds one resource: a StructureDefinition, ValueSet or CodeSystem (by `url`; later ones win), or
+    /// every such resource in a Bundle. Returns how many were added.
+    pub fn add(&mut self, resource: Value) -> usize {
+        let rt = resource.get("resourceType").and_then(Value::as_str);
+        if rt == Some("Bundle") {
+            let entries = match resource {
+                Value::Object(mut o) => o.remove("entry"),
+                _ => None,
+            };
+            let Some(Value::Array(entries)) = entries else {
+                return 0;
+            };
+            return entries
+                .into_iter()
+                .filter_map(|mut e| e.get_mut("resource").map(Value::take))
+                .map(|r| self.add(r))
+                .sum();
+        }
+        let map = match rt {
+            Some("StructureDefinition") => &mut self.structures,
+            Some("ValueSet") => &mut self.value_sets,
+            Some("CodeSystem") => &mut self.code_systems,
+            _ => return 0,
+        };
+        let Some(url) = resource.get("url").and_then(Value::as_str) else {
+            return 0;
+        };
+        map.insert(strip_version(url).to_owned(), resource);
+        1
+    }
+
+    /// Loads a file (FHIR JSON or XML, by its `.xml` extension) or every `.json`/`.xml` file under a
+    /// directory. A file that is not a definition is an error; in a directory, such files are skipped
+    /// (a package folder also holds examples). Returns how many definitions were added.
+    pub fn load_path(&mut self, path: &Path) -> Result<usize, LoadError> {
+        let meta = std::fs::metadata(path).map_err(|e| LoadError::Io(path.into(), e))?;
+        if !meta.is_dir() {
+            let resource = read_resource(path)?;
+            let rt = resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let n = self.add(resource);
+            if n == 0 && rt != "Bundle" {
+                return Err(LoadError::NotADefinition(path.into(), rt));
+            }
+            return Ok(n);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| LoadError::Io(path.into(), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort();
+        let mut n = 0;
+        for f in files {
+            let ext = f.extension().and_then(|e| e.to_str()).unwrap_or_default();
+            if f.is_dir() {
+                n += self.load_path(&f)?;
+            } else if ext.eq_ignore_ascii_case("json") || ext.eq_ignore_ascii_case("xml") {
+                n += self.add(read_resource(&f)?);
+            }
+        }
+        Ok(n)
     }
 
     /// Adds every StructureDefinition and ValueSet of a gzip NDJSON bundle; later ones win.
@@ -75,6 +184,45 @@ impl Definitions {
         }
         Ok(())
     }
+}
+
+/// The embedded StructureDefinitions (R4 core and IPS) as JSON text by URL, without parsing them: what a
+/// snapshot generator reads its bases from.
+pub fn embedded_structure_sources() -> Result<HashMap<String, String>, DefinitionsError> {
+    let mut out = HashMap::new();
+    for (name, gz) in [("r4-core.ndjson.gz", R4_CORE), ("ips-2.0.0.ndjson.gz", IPS)] {
+        let mut text = String::new();
+        GzDecoder::new(gz)
+            .read_to_string(&mut text)
+            .map_err(|e| DefinitionsError::Decompress(name, e))?;
+        for line in text.lines() {
+            // The bundles are written with `resourceType`, `id`, `url` first (profiles/README.md).
+            if !line.starts_with("{\"resourceType\":\"StructureDefinition\"") {
+                continue;
+            }
+            let Some(rest) = line.split_once("\"url\":\"").map(|(_, r)| r) else {
+                continue;
+            };
+            if let Some((url, _)) = rest.split_once('"') {
+                out.insert(url.to_owned(), line.to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads one FHIR resource file, XML when its extension says so, else JSON.
+pub fn read_resource(path: &Path) -> Result<Value, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Io(path.into(), e))?;
+    let xml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xml"));
+    let format = if xml {
+        crate::fhir::Format::Xml
+    } else {
+        crate::fhir::Format::Json
+    };
+    crate::fhir::parse::parse(format, &bytes).map_err(|e| LoadError::Parse(path.into(), e))
 }
 
 /// A canonical URL without its `|version` suffix.

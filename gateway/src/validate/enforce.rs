@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{is_valid, Validator};
+use super::{is_valid, ValidateOptions, Validator};
 use crate::error::GatewayError;
 use crate::fhir::outcome::Issue;
 use crate::fhir::parse::{parse_wellformed, ParseError};
@@ -38,9 +38,29 @@ pub struct ValidationConfig {
     pub mode: ValidationMode,
     /// Modes for particular resource types, e.g. `Binary = "off"`.
     pub per_type: BTreeMap<String, ValidationMode>,
+    /// Profiles (canonical URLs of embedded profiles: R4 core, IPS 2.0.0) that writes of a resource
+    /// type must conform to, e.g.
+    /// `Patient = ["http://hl7.org/fhir/uv/ips/StructureDefinition/Patient-uv-ips"]`. Resources inside a
+    /// batch or transaction Bundle are held to their type's profiles too.
+    pub profiles: BTreeMap<String, Vec<String>>,
 }
 
 impl ValidationConfig {
+    /// Why the configured profiles cannot be used, if they cannot: unknown, or for another type.
+    pub fn check_profiles(&self) -> Result<(), String> {
+        for (ty, urls) in &self.profiles {
+            for url in urls {
+                let Some(for_type) = Validator::r4().profile_type(url) else {
+                    return Err(format!("{ty}: unknown profile {url}"));
+                };
+                if for_type != *ty {
+                    return Err(format!("{ty}: profile {url} is for {for_type}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The mode for `resource_type`.
     pub fn mode_for(&self, resource_type: &str) -> ValidationMode {
         self.per_type
@@ -146,8 +166,38 @@ pub fn check_resource(
     cfg: &ValidationConfig,
     resource: &Value,
 ) -> Result<Option<Findings>, GatewayError> {
-    let outcome = Validator::r4().validate(resource);
+    let root = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let options =
+        ValidateOptions::with_profiles(cfg.profiles.get(root).into_iter().flatten().cloned());
+    let mut outcome = Validator::r4().validate_with(resource, &options);
+    if root == "Bundle" && !cfg.profiles.is_empty() {
+        entry_profiles(cfg, resource, &mut outcome);
+    }
     judge(cfg, resource, outcome)
+}
+
+/// Checks each entry resource of a Bundle against its type's configured profiles.
+fn entry_profiles(cfg: &ValidationConfig, bundle: &Value, outcome: &mut OperationOutcome) {
+    let entries = bundle.get("entry").and_then(Value::as_array);
+    for (i, entry) in entries.into_iter().flatten().enumerate() {
+        let Some(resource) = entry.get("resource") else {
+            continue;
+        };
+        let ty = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(urls) = cfg.profiles.get(ty) else {
+            continue;
+        };
+        let location = format!("Bundle.entry[{i}].resource");
+        outcome
+            .issues
+            .extend(Validator::r4().profile_issues(resource, urls, &location));
+    }
 }
 
 /// Applies the configured modes to a validation outcome of `resource`.

@@ -12,42 +12,100 @@
 //! assert!(is_valid(&Validator::r4().validate(&patient)));
 //! ```
 //!
-//! Not yet: FHIRPath invariants (only `ele-1` and `ext-1` are built in), slicing, profiles (`meta.profile`
-//! and configured ones: [`model`] compiles them already), extension definitions and contexts, reference
-//! resolution, display checks and non-required bindings.
+//! Profiles ([`profile`], [`conform`], [`slicing`]): every known profile in `meta.profile` and those
+//! asked for in [`ValidateOptions`] are checked too, and extensions against their definitions and
+//! contexts ([`extension`]). The embedded R4 core and IPS profiles are known; more can be loaded at run
+//! time ([`definitions::Definitions::load_path`]) into an overlay over the shared base
+//! ([`Validator::with_definitions`]), which compiles only the new profiles.
+//!
+//! ```
+//! use anchorgate::validate::{is_valid, ValidateOptions, Validator};
+//! let patient = serde_json::json!({"resourceType": "Patient"});
+//! let ips = ValidateOptions::with_profile("http://hl7.org/fhir/uv/ips/StructureDefinition/Patient-uv-ips");
+//! assert!(!is_valid(&Validator::r4().validate_with(&patient, &ips))); // IPS requires a name, …
+//! ```
+//!
+//! Not yet: FHIRPath invariants (only `ele-1` and `ext-1` are built in), reference resolution (so
+//! `resolve()` discriminators and target profiles beyond the type), display checks and non-required
+//! bindings.
 
+pub mod conform;
 pub mod definitions;
 pub mod enforce;
+pub mod extension;
+pub mod limits;
 pub mod model;
 pub mod patch;
 pub mod path;
 pub mod primitive;
+pub mod profile;
+pub mod registry;
 pub mod schema;
+pub mod slicing;
+pub mod snapshot;
 pub mod terminology;
 pub mod values;
+pub mod valueset;
 pub mod walk;
 pub mod xhtml;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
 use crate::fhir::outcome::{Issue, IssueType, OperationOutcome, Severity};
 use definitions::Definitions;
 use model::Model;
+use registry::{Lookup, Profiles};
 use terminology::Terminology;
 
 /// Compiled definitions, ready to validate against. `Send + Sync`; build once, share.
 #[derive(Debug)]
 pub struct Validator {
-    model: Model,
-    terms: Terminology,
+    model: Arc<Model>,
+    terms: Arc<Terminology>,
+    /// Compiled profiles and extension definitions (an overlay's own, over the base's).
+    profiles: Arc<Profiles>,
     /// Why the definitions could not be loaded, if they could not: then every validation says so.
     broken: Option<String>,
 }
 
+/// What to validate a resource against besides the base specification and its `meta.profile`.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ValidateOptions {
+    /// Canonical URLs (`|version` ignored) of profiles the resource must conform to. An unknown one is
+    /// an error issue: the caller asked for it ([`Validator::knows_profile`] tells beforehand).
+    pub profiles: Vec<String>,
+}
+
+impl ValidateOptions {
+    /// Options asking for one profile.
+    pub fn with_profile(url: impl Into<String>) -> Self {
+        Self {
+            profiles: vec![url.into()],
+        }
+    }
+
+    /// Options asking for these profiles.
+    pub fn with_profiles<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            profiles: urls.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 static R4: LazyLock<Validator> = LazyLock::new(|| match Definitions::r4() {
-    Ok(defs) => Validator::from_definitions(&defs),
+    Ok(mut defs) => match Definitions::ips() {
+        Ok(ips) => {
+            defs.merge(ips);
+            Validator::from_definitions(&defs)
+        }
+        Err(e) => Validator {
+            broken: Some(e.to_string()),
+            ..Validator::from_definitions(&defs)
+        },
+    },
     Err(e) => Validator {
         broken: Some(e.to_string()),
         ..Validator::from_definitions(&Definitions::default())
@@ -55,18 +113,21 @@ static R4: LazyLock<Validator> = LazyLock::new(|| match Definitions::r4() {
 });
 
 impl Validator {
-    /// The base R4 validator over the embedded definitions, compiled on first use.
+    /// The base R4 validator over the embedded definitions (R4 core, its profiles and extensions, IPS
+    /// 2.0.0), compiled on first use.
     pub fn r4() -> &'static Validator {
         &R4
     }
 
-    /// Compiles a validator from loaded definitions.
+    /// Compiles a validator from loaded definitions (base types and profiles alike).
     pub fn from_definitions(defs: &Definitions) -> Self {
         let model = Model::compile(defs);
         let terms = Terminology::compile(defs, &model);
+        let profiles = Profiles::compile(defs, None);
         Self {
-            model,
-            terms,
+            model: Arc::new(model),
+            terms: Arc::new(terms),
+            profiles: Arc::new(profiles),
             broken: None,
         }
     }
@@ -76,8 +137,47 @@ impl Validator {
         &self.model
     }
 
-    /// Validates one resource (FHIR JSON form), returning every error and warning found.
+    /// This validator plus `extra` profiles, extension definitions, ValueSets and CodeSystems, compiled
+    /// on top of it (base types are shared, not compiled again; StructureDefinitions without a snapshot
+    /// get one generated from their base). Cheap enough to build per request or per test case.
+    pub fn with_definitions(&self, extra: &Definitions) -> Validator {
+        Validator {
+            model: Arc::clone(&self.model),
+            terms: Arc::clone(&self.terms),
+            profiles: Arc::new(Profiles::compile(extra, Some(Arc::clone(&self.profiles)))),
+            broken: self.broken.clone(),
+        }
+    }
+
+    /// Whether a profile with this canonical URL is known and usable.
+    pub fn knows_profile(&self, url: &str) -> bool {
+        matches!(self.profiles.lookup(url), Lookup::Found(_))
+    }
+
+    /// The resource or data type a known, usable profile constrains.
+    pub fn profile_type(&self, url: &str) -> Option<String> {
+        match self.profiles.lookup(url) {
+            Lookup::Found(p) => Some(p.type_name.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Why a known profile cannot be used (no snapshot, and none could be generated), if so.
+    pub fn profile_problem(&self, url: &str) -> Option<String> {
+        match self.profiles.lookup(url) {
+            Lookup::Broken(why) => Some(why.to_owned()),
+            _ => None,
+        }
+    }
+
+    /// Validates one resource (FHIR JSON form) against the base specification and the known profiles
+    /// in its (and its nested resources') `meta.profile`, returning every error and warning found.
     pub fn validate(&self, resource: &Value) -> OperationOutcome {
+        self.validate_with(resource, &ValidateOptions::default())
+    }
+
+    /// [`Self::validate`], and against the profiles in `options` too.
+    pub fn validate_with(&self, resource: &Value, options: &ValidateOptions) -> OperationOutcome {
         if let Some(why) = &self.broken {
             return OperationOutcome::single(Issue {
                 severity: Severity::Fatal,
@@ -86,10 +186,98 @@ impl Validator {
                 expression: Vec::new(),
             });
         }
-        let mut walker = walk::Walker::new(&self.model, &self.terms);
+        let mut walker = walk::Walker::new(&self.model, &self.terms).with_profiles(&self.profiles);
         walker.resource(resource, true);
-        OperationOutcome {
-            issues: walker.issues,
+        let mut issues = walker.issues;
+        let root = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        issues.extend(self.profile_issues(resource, &options.profiles, root));
+        OperationOutcome { issues }
+    }
+
+    /// The issues of `resource` (located at `location`) against the profiles `urls` only, without the
+    /// base checks; an unknown profile is an error.
+    pub fn profile_issues(&self, resource: &Value, urls: &[String], location: &str) -> Vec<Issue> {
+        let root = location;
+        let mut issues = Vec::new();
+        for url in urls {
+            match self.profiles.lookup(url) {
+                Lookup::Found(p) => {
+                    let mut ck =
+                        conform::Checker::new(&self.profiles, &self.terms, root.to_owned());
+                    profile_root(&mut ck, p, resource);
+                    issues.append(&mut ck.issues);
+                }
+                Lookup::Broken(why) => issues.push(Issue {
+                    severity: Severity::Error,
+                    code: IssueType::NotSupported,
+                    diagnostics: format!("profile {url} cannot be used: {why}"),
+                    expression: vec![root.to_owned()],
+                }),
+                Lookup::Unknown => issues.push(Issue {
+                    severity: Severity::Error,
+                    code: IssueType::NotFound,
+                    diagnostics: format!("profile {url} is unknown"),
+                    expression: vec![root.to_owned()],
+                }),
+            }
+        }
+        issues
+    }
+}
+
+/// Checks a resource against a profile: first that the profile is for its type.
+fn profile_root<'a>(ck: &mut conform::Checker<'a>, p: &'a profile::Profile, resource: &'a Value) {
+    let rt = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if *p.type_name != *rt {
+        ck.report(
+            Severity::Error,
+            IssueType::Structure,
+            format!("the profile {} is for {}, not {rt}", p.url, p.type_name),
+        );
+        return;
+    }
+    ck.conforms(p, resource);
+}
+
+/// Checks a resource against the known profiles its `meta.profile` names; unknown ones are a warning, as
+/// the HL7 validator gives.
+fn meta_profiles(
+    reg: &Profiles,
+    terms: &Terminology,
+    resource: &Value,
+    location: String,
+    issues: &mut Vec<Issue>,
+) {
+    let Some(urls) = resource.pointer("/meta/profile").and_then(Value::as_array) else {
+        return;
+    };
+    for url in urls.iter().filter_map(Value::as_str) {
+        match reg.lookup(url) {
+            Lookup::Found(p) => {
+                let mut ck = conform::Checker::new(reg, terms, location.clone());
+                profile_root(&mut ck, p, resource);
+                issues.append(&mut ck.issues);
+            }
+            Lookup::Broken(why) => issues.push(Issue {
+                severity: Severity::Warning,
+                code: IssueType::NotSupported,
+                diagnostics: format!("Profile reference '{url}' has not been checked: {why}"),
+                expression: vec![location.clone()],
+            }),
+            Lookup::Unknown => issues.push(Issue {
+                severity: Severity::Warning,
+                code: IssueType::NotSupported,
+                diagnostics: format!(
+                    "Profile reference '{url}' has not been checked because it is unknown"
+                ),
+                expression: vec![location.clone()],
+            }),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the base validator: hand-written resources per check, then Synthea data and the HL7 cases.
 
 mod corpus;
+mod profiles;
 
 use serde_json::{json, Value};
 

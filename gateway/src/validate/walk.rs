@@ -2,9 +2,11 @@
 
 use serde_json::{Map, Value};
 
+use super::extension::Site;
 use super::model::{Child, Kind, Model, Node, Strength, Target, TypeDef, TypeRef, UNBOUNDED};
 use super::path::{Path, Seg};
 use super::primitive::json_kind_of;
+use super::registry::Profiles;
 use super::terminology::{Membership, Terminology};
 use super::values::{contains, count, equal, ext_at, is_absolute};
 use crate::fhir::outcome::{Issue, IssueType, Severity};
@@ -19,6 +21,13 @@ pub struct Walker<'a> {
     ext_depth: u32,
     /// Issues in document order.
     pub issues: Vec<Issue>,
+    /// Known profiles and extension definitions: `meta.profile` and extensions are checked against them.
+    profiles: Option<&'a Profiles>,
+    /// The elements enclosing the current object (path, type name, resource root): where an extension
+    /// found there is used.
+    sites: Vec<(&'a str, &'a str, bool, Option<&'a Value>)>,
+    /// URLs of the extensions enclosing the current object.
+    ext_urls: Vec<&'a str>,
 }
 
 impl<'a> Walker<'a> {
@@ -30,7 +39,27 @@ impl<'a> Walker<'a> {
             path: Path::default(),
             ext_depth: 0,
             issues: Vec::new(),
+            profiles: None,
+            sites: Vec::new(),
+            ext_urls: Vec::new(),
         }
+    }
+
+    /// Also checks `meta.profile` and extensions against these profiles and extension definitions.
+    pub fn with_profiles(mut self, profiles: &'a Profiles) -> Self {
+        self.profiles = Some(profiles);
+        self
+    }
+
+    /// Runs `f` with `site` as the enclosing element.
+    fn in_site(
+        &mut self,
+        site: (&'a str, &'a str, bool, Option<&'a Value>),
+        f: impl FnOnce(&mut Self),
+    ) {
+        self.sites.push(site);
+        f(self);
+        self.sites.pop();
     }
 
     fn report(&mut self, severity: Severity, code: IssueType, diagnostics: String) {
@@ -69,7 +98,13 @@ impl<'a> Walker<'a> {
         match self.model.resources.get(rt) {
             Some(&tid) => {
                 let def = self.model.def(tid);
-                self.object(def, 0, obj, true);
+                self.in_site((&def.type_name, &def.type_name, true, Some(v)), |w| {
+                    w.object(def, 0, obj, true)
+                });
+                if let Some(reg) = self.profiles {
+                    let loc = self.path.render();
+                    super::meta_profiles(reg, self.terms, v, loc, &mut self.issues);
+                }
             }
             None => self.error(
                 IssueType::Structure,
@@ -248,13 +283,17 @@ impl<'a> Walker<'a> {
                             );
                         }
                     }
+                    let code = &n.types[usize::from(child.ty)].code;
                     for (i, item) in items.iter().enumerate() {
                         self.path.push(Seg::Index(i));
-                        self.element_ext(item, true);
+                        self.in_site((&n.path, code, false, None), |w| w.element_ext(item, true));
                         self.path.pop();
                     }
                 }
-                Value::Object(_) if n.max <= 1 => self.element_ext(val, false),
+                Value::Object(_) if n.max <= 1 => {
+                    let code = &n.types[usize::from(child.ty)].code;
+                    self.in_site((&n.path, code, false, None), |w| w.element_ext(val, false));
+                }
                 _ => self.error(
                     IssueType::Structure,
                     format!("{}: the '_' twin has the wrong JSON shape", n.path),
@@ -282,11 +321,13 @@ impl<'a> Walker<'a> {
         let n = def.node(child.node);
         if let Some(holder) = n.children_of {
             match v.as_object() {
-                Some(obj) => self.object(def, holder, obj, false),
+                Some(obj) => self.in_site((&n.path, "BackboneElement", false, Some(v)), |w| {
+                    w.object(def, holder, obj, false)
+                }),
                 None => self.not_object(v),
             }
         } else if let Some(t) = n.types.get(usize::from(child.ty)) {
-            self.typed(n, t, v);
+            self.in_site((&n.path, &t.code, false, Some(v)), |w| w.typed(n, t, v));
         }
         if let Some(fixed) = &n.fixed {
             if !equal(v, fixed) {
@@ -326,7 +367,15 @@ impl<'a> Walker<'a> {
             }
             Target::Complex(tid) => match v.as_object() {
                 Some(obj) => {
-                    self.object(self.model.def(tid), 0, obj, false);
+                    let d = self.model.def(tid);
+                    let ext = &*d.type_name == "Extension" && d.kind == Kind::Complex;
+                    if ext {
+                        self.extension_definition(v, obj);
+                    }
+                    self.object(d, 0, obj, false);
+                    if ext {
+                        self.ext_urls.pop();
+                    }
                     self.binding(n, t, v);
                 }
                 None => self.not_object(v),
@@ -410,6 +459,31 @@ impl<'a> Walker<'a> {
                 "ext-1: an extension must have either extensions or a value, not both".into(),
             );
         }
+    }
+
+    /// An extension with a known definition is checked against it, and where it is used against the
+    /// definition's contexts (nested extensions, with relative URLs, are their outer one's business).
+    fn extension_definition(&mut self, v: &'a Value, obj: &'a Map<String, Value>) {
+        let url = obj.get("url").and_then(Value::as_str).unwrap_or_default();
+        let outer = self.ext_urls.last().copied();
+        self.ext_urls.push(url);
+        let Some(reg) = self.profiles else { return };
+        if self.ext_depth > 0 && !is_absolute(url) {
+            return;
+        }
+        // The innermost site is the `extension` element itself; the one before holds it.
+        let Some(&(path, type_name, resource, holder)) = self.sites.iter().rev().nth(1) else {
+            return;
+        };
+        let site = Site {
+            path,
+            type_name,
+            resource,
+            outer,
+            holder,
+        };
+        let found = super::extension::check(reg, self.terms, v, &site, self.path.render());
+        self.issues.extend(found);
     }
 
     /// `Attachment.size` must be the decoded length of `Attachment.data` when both are given.

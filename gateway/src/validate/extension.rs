@@ -1,0 +1,135 @@
+//! Extensions met during base validation: checked against their definition when it is known (value type,
+//! nested extensions, cardinality: as a profile of `Extension`), including where the definition allows
+//! the extension to be used (`StructureDefinition.context`).
+
+use serde_json::Value;
+
+use super::conform::Checker;
+use super::profile::{Context, Profile};
+use super::registry::{Lookup, Profiles};
+use super::terminology::Terminology;
+use crate::fhir::outcome::{Issue, IssueType, Severity};
+
+/// Where an extension is used: the element holding it.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'s> {
+    /// The holder's element path (`Patient`, `Patient.name`, `Patient.contact`).
+    pub path: &'s str,
+    /// The holder's type (`Patient`, `HumanName`, `BackboneElement`, `date`).
+    pub type_name: &'s str,
+    /// Whether the holder is a resource's root.
+    pub resource: bool,
+    /// The URL of the extension holding this one, when nested.
+    pub outer: Option<&'s str>,
+    /// The holder's value, when it is an object (for `where(…)` contexts).
+    pub holder: Option<&'s Value>,
+}
+
+/// Checks one extension (a JSON object with a `url`) used at `site`; issues are located at `location`.
+pub fn check(
+    reg: &Profiles,
+    terms: &Terminology,
+    ext: &Value,
+    site: &Site<'_>,
+    location: String,
+) -> Vec<Issue> {
+    let Some(url) = ext.get("url").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let issue = |severity, code, diagnostics: String| Issue {
+        severity,
+        code,
+        diagnostics,
+        expression: vec![location.clone()],
+    };
+    match reg.lookup(url) {
+        Lookup::Found(p) => {
+            if &*p.type_name != "Extension" {
+                return vec![issue(
+                    Severity::Error,
+                    IssueType::Structure,
+                    format!(
+                        "{url} is a profile of {}, not an extension definition",
+                        p.type_name
+                    ),
+                )];
+            }
+            let mut out = Vec::new();
+            // Core extensions are checked without their R4 contexts: the HL7 validator judges them by
+            // the current extension pack, whose contexts differ both ways.
+            let core = url.starts_with("http://hl7.org/fhir/StructureDefinition/");
+            if !core && !allowed(p, site) {
+                out.push(issue(
+                    Severity::Error,
+                    IssueType::Structure,
+                    format!(
+                        "The extension {url} is not allowed to be used at this point (allowed = {})",
+                        contexts(p)
+                    ),
+                ));
+            }
+            let mut ck = Checker::new(reg, terms, location.clone());
+            ck.conforms(p, ext);
+            out.append(&mut ck.issues);
+            out
+        }
+        Lookup::Broken(why) => vec![issue(
+            Severity::Warning,
+            IssueType::NotSupported,
+            format!("the extension {url} has not been checked: {why}"),
+        )],
+        // As the HL7 validator does: an unknown extension is allowed, with a warning (even in HL7's
+        // namespace: later versions define extensions R4 does not know).
+        Lookup::Unknown => vec![issue(
+            Severity::Warning,
+            IssueType::Informational,
+            format!("unknown extension {url}"),
+        )],
+    }
+}
+
+/// Whether one of the definition's contexts allows `site`.
+fn allowed(p: &Profile, site: &Site<'_>) -> bool {
+    p.contexts.is_empty()
+        || p.contexts.iter().any(|c| match c {
+            Context::FhirPath => true,
+            Context::Where { path, field, value } => {
+                (&**path == site.path || inherited_path(path, site.path))
+                    && site
+                        .holder
+                        .and_then(|h| h.get(&**field))
+                        .and_then(Value::as_str)
+                        == Some(&**value)
+            }
+            Context::Extension(u) => site.outer == Some(&**u),
+            Context::Element(e) => {
+                let e = &**e;
+                e == "Element"
+                    || e == site.type_name
+                    || e == site.path
+                    || inherited_path(e, site.path)
+                    || (site.resource && matches!(e, "Resource" | "DomainResource"))
+                    || (e == "Extension" && site.outer.is_some())
+            }
+        })
+}
+
+/// `DomainResource.text` names `Patient.text`: a context on an element every resource inherits.
+fn inherited_path(e: &str, path: &str) -> bool {
+    let (Some((eh, et)), Some((_, pt))) = (e.split_once('.'), path.split_once('.')) else {
+        return false;
+    };
+    matches!(eh, "Resource" | "DomainResource") && et == pt
+}
+
+fn contexts(p: &Profile) -> String {
+    p.contexts
+        .iter()
+        .map(|c| match c {
+            Context::Element(e) => format!("e:{e}"),
+            Context::Extension(u) => format!("x:{u}"),
+            Context::FhirPath | Context::Where { .. } => "fhirpath".to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

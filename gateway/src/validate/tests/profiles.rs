@@ -1,0 +1,162 @@
+//! Profile validation: embedded IPS profiles, loaded differential-only profiles (snapshot generation,
+//! slicing), extension definitions and contexts, and `meta.profile` handling.
+
+use serde_json::{json, Value};
+
+use crate::validate::definitions::Definitions;
+use crate::validate::{is_valid, ValidateOptions, Validator};
+
+const IPS_PATIENT: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Patient-uv-ips";
+
+fn overlay(resources: Vec<Value>) -> Validator {
+    let mut defs = Definitions::default();
+    for r in resources {
+        defs.add(r);
+    }
+    Validator::r4().with_definitions(&defs)
+}
+
+fn errors(v: &Validator, r: &Value, profiles: &[&str]) -> Vec<String> {
+    let o = ValidateOptions::with_profiles(profiles.iter().copied());
+    let out = v.validate_with(r, &o);
+    assert_eq!(
+        is_valid(&out),
+        out.issues.iter().all(|i| !matches!(
+            i.severity,
+            crate::fhir::Severity::Error | crate::fhir::Severity::Fatal
+        ))
+    );
+    out.issues
+        .into_iter()
+        .filter(|i| matches!(i.severity, crate::fhir::Severity::Error))
+        .map(|i| format!("{} {}", i.expression.join(","), i.diagnostics))
+        .collect()
+}
+
+#[test]
+fn ips_patient_profile() {
+    let v = Validator::r4();
+    assert!(v.knows_profile(IPS_PATIENT));
+    let bare = json!({"resourceType": "Patient"});
+    let errs = errors(v, &bare, &[IPS_PATIENT]);
+    assert!(errs.iter().any(|e| e.contains("Patient.name")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("Patient.birthDate")),
+        "{errs:?}"
+    );
+    let good =
+        json!({"resourceType": "Patient", "name": [{"family": "Ng"}], "birthDate": "1970-01-01"});
+    assert_eq!(errors(v, &good, &[IPS_PATIENT]), Vec::<String>::new());
+    // Through meta.profile too.
+    let meta = json!({"resourceType": "Patient", "meta": {"profile": [IPS_PATIENT]}});
+    assert!(!is_valid(&v.validate(&meta)));
+}
+
+#[test]
+fn unknown_profiles() {
+    let v = Validator::r4();
+    let r = json!({"resourceType": "Patient", "meta": {"profile": ["http://example.org/nope"]}});
+    let out = v.validate(&r);
+    assert!(is_valid(&out));
+    assert!(out.issues[0]
+        .diagnostics
+        .contains("has not been checked because it is unknown"));
+    assert!(!errors(
+        v,
+        &json!({"resourceType": "Patient"}),
+        &["http://example.org/nope"]
+    )
+    .is_empty());
+    let wrong_type = errors(
+        v,
+        &json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}),
+        &[IPS_PATIENT],
+    );
+    assert!(!wrong_type.is_empty());
+}
+
+fn sliced_profile() -> Value {
+    json!({"resourceType": "StructureDefinition", "url": "http://example.org/sd/p", "type": "Patient",
+    "kind": "resource", "abstract": false, "derivation": "constraint",
+    "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+    "differential": {"element": [
+        {"id": "Patient.identifier", "path": "Patient.identifier", "min": 1,
+         "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "closed"}},
+        {"id": "Patient.identifier:mrn", "path": "Patient.identifier", "sliceName": "mrn", "min": 1, "max": "1"},
+        {"id": "Patient.identifier:mrn.system", "path": "Patient.identifier.system", "fixedUri": "urn:mrn"},
+        {"id": "Patient.identifier:mrn.value", "path": "Patient.identifier.value", "min": 1},
+        {"id": "Patient.gender", "path": "Patient.gender", "max": "0"}
+    ]}})
+}
+
+#[test]
+fn differential_profile_with_slicing() {
+    let v = overlay(vec![sliced_profile()]);
+    let p = ["http://example.org/sd/p"];
+    let good =
+        json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "1"}]});
+    assert_eq!(errors(&v, &good, &p), Vec::<String>::new());
+    let none = json!({"resourceType": "Patient"});
+    assert!(!errors(&v, &none, &p).is_empty());
+    let other = json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "1"}, {"system": "urn:x", "value": "2"}]});
+    let errs = errors(&v, &other, &p);
+    assert!(errs.iter().any(|e| e.contains("closed")), "{errs:?}");
+    let two = json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "1"}, {"system": "urn:mrn", "value": "2"}]});
+    assert!(errors(&v, &two, &p)
+        .iter()
+        .any(|e| e.contains("max allowed = 1")));
+    let no_value = json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn"}]});
+    assert!(errors(&v, &no_value, &p)
+        .iter()
+        .any(|e| e.contains("Patient.identifier.value")));
+    let gender = json!({"resourceType": "Patient", "gender": "male", "identifier": [{"system": "urn:mrn", "value": "1"}]});
+    assert!(errors(&v, &gender, &p)
+        .iter()
+        .any(|e| e.contains("max allowed = 0")));
+    // The overlay does not leak into the base validator.
+    assert!(!Validator::r4().knows_profile(p[0]));
+}
+
+#[test]
+fn extension_definition_and_context() {
+    let ext = json!({"resourceType": "StructureDefinition", "url": "http://example.org/ext/flag",
+    "type": "Extension", "kind": "complex-type", "abstract": false, "derivation": "constraint",
+    "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Extension",
+    "context": [{"type": "element", "expression": "Patient"}],
+    "differential": {"element": [
+        {"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
+        {"id": "Extension.url", "path": "Extension.url", "fixedUri": "http://example.org/ext/flag"},
+        {"id": "Extension.value[x]", "path": "Extension.value[x]", "min": 1, "type": [{"code": "boolean"}]}
+    ]}});
+    let v = overlay(vec![ext]);
+    let ok = json!({"resourceType": "Patient", "extension": [{"url": "http://example.org/ext/flag", "valueBoolean": true}]});
+    assert_eq!(errors(&v, &ok, &[]), Vec::<String>::new());
+    let wrong_type = json!({"resourceType": "Patient", "extension": [{"url": "http://example.org/ext/flag", "valueString": "x"}]});
+    assert!(!errors(&v, &wrong_type, &[]).is_empty());
+    let wrong_place = json!({"resourceType": "Patient", "name": [{"family": "x", "extension": [{"url": "http://example.org/ext/flag", "valueBoolean": true}]}]});
+    let errs = errors(&v, &wrong_place, &[]);
+    assert!(
+        errs.iter().any(|e| e.contains("not allowed to be used")),
+        "{errs:?}"
+    );
+    // Unknown extensions are accepted with a warning.
+    let unknown = json!({"resourceType": "Patient", "extension": [{"url": "http://example.org/other", "valueBoolean": true}]});
+    assert!(is_valid(&Validator::r4().validate(&unknown)));
+}
+
+#[test]
+fn configured_profiles_per_type() {
+    use crate::validate::enforce::ValidationConfig;
+    let mut cfg = ValidationConfig::default();
+    cfg.profiles
+        .insert("Patient".into(), vec![IPS_PATIENT.to_owned()]);
+    assert_eq!(cfg.check_profiles(), Ok(()));
+    cfg.profiles
+        .insert("Observation".into(), vec![IPS_PATIENT.to_owned()]);
+    assert!(cfg.check_profiles().is_err());
+    cfg.profiles.insert(
+        "Observation".into(),
+        vec!["http://example.org/nope".to_owned()],
+    );
+    assert!(cfg.check_profiles().is_err());
+}
