@@ -390,3 +390,68 @@ fn patches_are_judged_by_their_result() {
     );
     assert_eq!(status, 404);
 }
+
+const IPS_PATIENT: &str = "http://hl7.org/fhir/uv/ips/StructureDefinition/Patient-uv-ips";
+
+#[test]
+fn profiles_apply_to_validate_and_to_configured_writes() {
+    let gw = Gateway::start_with(
+        &Upstream::shared().base,
+        GatewayOptions {
+            config_toml: Some(format!(
+                "[validation.profiles]\nPatient = [\"{IPS_PATIENT}\"]\n"
+            )),
+            ..Default::default()
+        },
+    );
+    let nameless = json!({"resourceType": "Patient", "gender": "female"});
+    let validate = |query: &str, body: &Value| {
+        send(
+            client()
+                .post(format!("{}/Patient/$validate{query}", gw.base))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+    };
+    // Base R4 is content with it; IPS requires a name and a birthDate.
+    let (status, _, oo) = validate("", &nameless);
+    assert_eq!(
+        (status, severities(&oo)),
+        (200, vec!["information".to_owned()]),
+        "{oo}"
+    );
+    let (status, _, oo) = validate(&format!("?profile={IPS_PATIENT}"), &nameless);
+    assert_eq!(status, 200);
+    assert!(severities(&oo).contains(&"error".to_owned()), "{oo}");
+    let params = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": nameless},
+        {"name": "profile", "valueCanonical": IPS_PATIENT}]});
+    let (_, _, oo2) = validate("", &params);
+    assert_eq!(oo2, oo);
+    // Unknown profiles, and profiles of another type, cannot be checked: 400, never "valid".
+    let (status, _, _) = validate(
+        "?profile=http://example.org/StructureDefinition/nope",
+        &nameless,
+    );
+    assert_eq!(status, 400);
+    let obs_profile = "http://hl7.org/fhir/uv/ips/StructureDefinition/Observation-results-uv-ips";
+    let (status, _, _) = validate(&format!("?profile={obs_profile}"), &nameless);
+    assert_eq!(status, 400);
+    // The configured profile holds on the write path.
+    let (status, oo) = post(
+        &gw.base,
+        "Patient",
+        "application/fhir+json",
+        nameless.to_string(),
+    );
+    assert_eq!(status, 422, "{oo}");
+    let named = json!({"resourceType": "Patient", "name": [{"family": "Ips", "given": ["A"]}],
+                       "birthDate": "1980-01-01"});
+    let (status, oo) = post(
+        &gw.base,
+        "Patient",
+        "application/fhir+json",
+        named.to_string(),
+    );
+    assert_eq!(status, 201, "{oo}");
+}

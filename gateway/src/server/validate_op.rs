@@ -16,7 +16,7 @@ use crate::fhir::outcome::{Issue, IssueType, Severity};
 use crate::fhir::route::RouteError;
 use crate::fhir::{Format, OperationOutcome, Route};
 use crate::validate::enforce::parse_body;
-use crate::validate::Validator;
+use crate::validate::{ValidateOptions, Validator};
 
 /// Whether this route is the `$validate` operation.
 pub fn is_validate(route: &Route) -> bool {
@@ -80,20 +80,39 @@ pub fn handle(
     Ok(outcome_response(StatusCode::OK, &outcome, format))
 }
 
-/// Validates against the base specification and, when one is named, a profile.
+/// Validates against the base specification, the profiles in `meta.profile`, and a named profile.
 fn validate(resource: &Value, profile: Option<&str>) -> Result<OperationOutcome, GatewayError> {
-    if let Some(p) = profile {
-        // Profile validation arrives with profile support in the validator; until then refuse rather
-        // than answer "valid" for a profile that was never checked.
+    let v = Validator::r4();
+    let Some(url) = profile else {
+        return Ok(v.validate(resource));
+    };
+    let at = Some("Parameters.parameter.where(name = 'profile')".to_owned());
+    let shown: String = url.chars().take(200).collect();
+    if let Some(why) = v.profile_problem(url) {
         return Err(GatewayError::bad_request(
-            format!(
-                "validation against the profile '{}' is not supported yet",
-                p.chars().take(200).collect::<String>()
-            ),
-            Some("Parameters.parameter.where(name = 'profile')".into()),
+            format!("the profile '{shown}' cannot be used: {why}"),
+            at,
         ));
     }
-    Ok(Validator::r4().validate(resource))
+    let Some(for_type) = v.profile_type(url) else {
+        return Err(GatewayError::bad_request(
+            format!(
+                "unknown profile '{shown}': the gateway knows the R4 core and IPS 2.0.0 profiles"
+            ),
+            at,
+        ));
+    };
+    let rt = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if for_type != rt {
+        return Err(GatewayError::bad_request(
+            format!("the profile '{shown}' constrains {for_type}, not {rt}"),
+            at,
+        ));
+    }
+    Ok(v.validate_with(resource, &ValidateOptions::with_profile(url)))
 }
 
 fn read(
