@@ -455,3 +455,67 @@ fn profiles_apply_to_validate_and_to_configured_writes() {
     );
     assert_eq!(status, 201, "{oo}");
 }
+
+#[test]
+fn hostile_values_are_refused_cleanly_in_bounded_time() {
+    let gw = Gateway::shared();
+    let validate = |body: String| {
+        let started = std::time::Instant::now();
+        let (status, _, oo) = send(
+            client()
+                .post(format!("{}/Patient/$validate", gw.base))
+                .header("content-type", "application/fhir+json")
+                .body(body),
+        );
+        (status, oo, started.elapsed())
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        // FHIR strings stop at 1 MiB.
+        (
+            "a 2 MiB string",
+            json!({"resourceType": "Patient", "name": [{"family": "x".repeat(2 << 20)}]}).to_string(),
+            "Patient.name[0].family",
+        ),
+        // 200,000 array items: linear work, a located answer.
+        (
+            "a 200k-item array",
+            json!({"resourceType": "Patient", "name": [{"given": vec!["A"; 200_000], "family": ""}]})
+                .to_string(),
+            "Patient.name[0].family",
+        ),
+        (
+            "an integer beyond 32 bits",
+            r#"{"resourceType":"Patient","multipleBirthInteger":2147483648}"#.to_owned(),
+            "Patient.multipleBirth",
+        ),
+        (
+            "an integer with an exponent",
+            r#"{"resourceType":"Patient","multipleBirthInteger":1e999}"#.to_owned(),
+            "Patient.multipleBirth",
+        ),
+        (
+            "a 100k-digit decimal where an integer belongs",
+            format!(
+                r#"{{"resourceType":"Patient","multipleBirthInteger":{}}}"#,
+                "9".repeat(100_000)
+            ),
+            "Patient.multipleBirth",
+        ),
+    ];
+    for (what, body, at) in cases {
+        let (status, oo, took) = validate(body);
+        assert_eq!(status, 200, "{what}: {oo}");
+        assert!(
+            expressions(&oo).iter().any(|e| e.starts_with(at)),
+            "{what}: no issue at {at}: {oo}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{what} took {took:?}"
+        );
+        assert!(
+            oo.to_string().len() < 100_000,
+            "{what}: the value is echoed back"
+        );
+    }
+}
