@@ -415,11 +415,11 @@ impl Config {
                 ));
             }
         }
-        if !self.validation.profiles.is_empty() {
-            self.validation
-                .check_profiles()
-                .map_err(|e| invalid("validation.profiles", e))?;
-        }
+        // Loads `validation.definitions` and checks `validation.profiles` against them: a bad path or an
+        // unknown profile stops the gateway before it binds, not at the first write.
+        self.validation
+            .build_validator()
+            .map_err(|e| invalid("validation", e))?;
         if self.limits.max_request_body == 0 || self.limits.max_response_body == 0 {
             return Err(invalid("limits", "body limits must be above zero"));
         }

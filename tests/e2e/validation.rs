@@ -519,3 +519,71 @@ fn hostile_values_are_refused_cleanly_in_bounded_time() {
         );
     }
 }
+
+#[test]
+fn local_profiles_load_from_configured_definitions() {
+    let dir = anchorgate_e2e::work_dir("local-profiles");
+    let url = "http://example.org/fhir/StructureDefinition/patient-with-birthdate";
+    let sd = json!({"resourceType": "StructureDefinition", "url": url, "name": "PatientWithBirthDate",
+        "status": "active", "fhirVersion": "4.0.1", "kind": "resource", "abstract": false,
+        "type": "Patient", "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "differential": {"element": [{"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1}]}});
+    std::fs::write(dir.join("patient-with-birthdate.json"), sd.to_string()).unwrap();
+    let gw = Gateway::start_with(
+        &Upstream::shared().base,
+        GatewayOptions {
+            config_toml: Some(format!(
+                "[validation]\ndefinitions = [{:?}]\n[validation.profiles]\nPatient = [\"{url}\"]\n",
+                dir.display().to_string()
+            )),
+            ..Default::default()
+        },
+    );
+    let (status, oo) = post(
+        &gw.base,
+        "Patient",
+        "application/fhir+json",
+        json!({"resourceType": "Patient", "gender": "male"}).to_string(),
+    );
+    assert_eq!(status, 422, "{oo}");
+    assert!(
+        expressions(&oo).iter().any(|e| e.starts_with("Patient")),
+        "{oo}"
+    );
+    let (status, _, oo) = send(
+        client()
+            .post(format!("{}/Patient/$validate?profile={url}", gw.base))
+            .header("content-type", "application/fhir+json")
+            .body(json!({"resourceType": "Patient", "birthDate": "1970-01-01"}).to_string()),
+    );
+    assert_eq!(
+        (status, severities(&oo)),
+        (200, vec!["information".to_owned()]),
+        "{oo}"
+    );
+
+    // A missing definitions path stops the gateway before it binds, naming the setting.
+    let out = std::process::Command::new(anchorgate_e2e::gateway_bin())
+        .args(["check-config"])
+        .env("ANCHORGATE_CONFIG", dir.join("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "no config file: usage error");
+    std::fs::write(
+        dir.join("bad.toml"),
+        "[validation]\ndefinitions = [\"/no/such/dir\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(anchorgate_e2e::gateway_bin())
+        .args(["check-config"])
+        .env("ANCHORGATE_CONFIG", dir.join("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("validation") && err.contains("/no/such/dir"),
+        "{err}"
+    );
+}

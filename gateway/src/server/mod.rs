@@ -48,9 +48,9 @@ pub enum ServeError {
     /// TLS material could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
-    /// The upstream client could not be built.
+    /// The shared state (upstream client, validator) could not be built.
     #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamBuildError),
+    State(#[from] state::StateError),
 }
 
 /// Binds the configured address and serves until `shutdown` completes, then drains.

@@ -21,7 +21,6 @@ use crate::fhir::{BodyKind, Format, Interaction, OperationOutcome, Route};
 use crate::server::state::Gateway;
 use crate::validate::enforce::{self, Findings, ValidationMode};
 use crate::validate::patch::{apply_fhirpath_patch, apply_json_patch, PatchError};
-use crate::validate::Validator;
 
 /// What checking a patch decided: findings for the response, and an `If-Match` to add.
 #[derive(Debug, Default)]
@@ -81,7 +80,7 @@ pub async fn check(
     };
     let applied = match &patch {
         Patch::Json(p) => apply_json_patch(&mut current, p),
-        Patch::FhirPath(p) => apply_fhirpath_patch(Validator::r4().model(), &mut current, p),
+        Patch::FhirPath(p) => apply_fhirpath_patch(gw.validator.model(), &mut current, p),
     };
     match applied {
         Ok(()) => {}
@@ -90,7 +89,7 @@ pub async fn check(
         Err(PatchError::Failed(_)) => return Ok(Checked::default()),
         Err(e @ PatchError::Unsupported(_)) => return unsupported(cfg.mode_for(rt), e),
     }
-    let findings = enforce::check_resource(cfg, &current)?;
+    let findings = enforce::check_resource(cfg, &gw.validator, &current)?;
     let if_match = (!parts.headers.contains_key(IF_MATCH))
         .then_some(etag)
         .flatten();

@@ -221,6 +221,7 @@ async fn fhir(
             _ => None,
         };
         return validate_op::handle(
+            &gw.validator,
             &parts.method,
             &route,
             query.as_deref(),
@@ -233,7 +234,7 @@ async fn fhir(
     // Validation: nothing invalid reaches the upstream. A patch is judged by its result.
     let mut findings = match kind {
         BodyKind::Fhir(format) => {
-            enforce::check_write(&gw.config.validation, &route, format, &body)?
+            enforce::check_write(&gw.config.validation, &gw.validator, &route, format, &body)?
         }
         _ => None,
     };

@@ -9,6 +9,19 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::{Upstream, UpstreamBuildError};
+use crate::validate::Validator;
+
+/// Why the shared state cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The upstream client could not be built.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamBuildError),
+    /// The validation definitions or profiles cannot be used.
+    #[error("validation: {0}")]
+    Validation(String),
+}
 
 /// Shared state of a running gateway.
 #[derive(Debug)]
@@ -17,6 +30,8 @@ pub struct Gateway {
     pub config: Config,
     /// The upstream client.
     pub upstream: Upstream,
+    /// The validator: embedded definitions plus `validation.definitions`, compiled once at start-up.
+    pub validator: Validator,
     /// Metrics.
     pub metrics: Metrics,
     /// Requests allowed in flight at once.
@@ -30,8 +45,13 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the shared state from a validated config.
-    pub fn new(config: Config) -> Result<Self, UpstreamBuildError> {
+    /// Builds the shared state from a validated config, compiling the validator now so the first write
+    /// does not pay for it.
+    pub fn new(config: Config) -> Result<Self, StateError> {
+        let validator = config
+            .validation
+            .build_validator()
+            .map_err(StateError::Validation)?;
         let upstream = Upstream::new(
             config.upstream.clone(),
             &config.upstream_client,
@@ -45,6 +65,7 @@ impl Gateway {
                 .as_ref()
                 .map(|u| u.as_str().trim_end_matches('/').to_owned()),
             upstream,
+            validator,
             metrics: Metrics::default(),
             ready_cache: std::sync::Mutex::new(None),
             config,

@@ -33,6 +33,7 @@ struct Request {
 
 /// Answers `$validate` in the client's `format`; `body_format` is the body's format, when it has one.
 pub fn handle(
+    validator: &Validator,
     method: &Method,
     route: &Route,
     query: Option<&str>,
@@ -68,7 +69,7 @@ pub fn handle(
     if req.mode.as_deref() == Some("update") {
         check_update_id(route, &req.resource)?;
     }
-    let mut outcome = validate(&req.resource, req.profile.as_deref())?;
+    let mut outcome = validate(validator, &req.resource, req.profile.as_deref())?;
     if outcome.issues.is_empty() {
         outcome.issues.push(Issue {
             severity: Severity::Information,
@@ -81,8 +82,11 @@ pub fn handle(
 }
 
 /// Validates against the base specification, the profiles in `meta.profile`, and a named profile.
-fn validate(resource: &Value, profile: Option<&str>) -> Result<OperationOutcome, GatewayError> {
-    let v = Validator::r4();
+fn validate(
+    v: &Validator,
+    resource: &Value,
+    profile: Option<&str>,
+) -> Result<OperationOutcome, GatewayError> {
     let Some(url) = profile else {
         return Ok(v.validate(resource));
     };

@@ -7,10 +7,12 @@
 //! own structure is judged in the `Bundle` mode.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::definitions::Definitions;
 use super::{is_valid, ValidateOptions, Validator};
 use crate::error::GatewayError;
 use crate::fhir::outcome::Issue;
@@ -43,22 +45,23 @@ pub struct ValidationConfig {
     /// `Patient = ["http://hl7.org/fhir/uv/ips/StructureDefinition/Patient-uv-ips"]`. Resources inside a
     /// batch or transaction Bundle are held to their type's profiles too.
     pub profiles: BTreeMap<String, Vec<String>>,
+    /// StructureDefinitions, ValueSets and CodeSystems (JSON or XML files, Bundles of them, or
+    /// directories) loaded at start-up on top of the embedded R4 core and IPS definitions, so that
+    /// `profiles`, `meta.profile` and `$validate?profile=` can name local profiles.
+    pub definitions: Vec<PathBuf>,
 }
 
 impl ValidationConfig {
-    /// Why the configured profiles cannot be used, if they cannot: unknown, or for another type.
-    pub fn check_profiles(&self) -> Result<(), String> {
-        for (ty, urls) in &self.profiles {
-            for url in urls {
-                let Some(for_type) = Validator::r4().profile_type(url) else {
-                    return Err(format!("{ty}: unknown profile {url}"));
-                };
-                if for_type != *ty {
-                    return Err(format!("{ty}: profile {url} is for {for_type}"));
-                }
-            }
+    /// The gateway's validator: the embedded definitions plus `definitions`, with every configured
+    /// profile known and for its type. Built once at start-up and shared.
+    pub fn build_validator(&self) -> Result<Validator, String> {
+        let mut defs = Definitions::default();
+        for path in &self.definitions {
+            defs.load_path(path).map_err(|e| e.to_string())?;
         }
-        Ok(())
+        let validator = Validator::r4().with_definitions(&defs);
+        check_profiles(&self.profiles, &validator)?;
+        Ok(validator)
     }
 
     /// The mode for `resource_type`.
@@ -74,6 +77,27 @@ impl ValidationConfig {
         self.mode == ValidationMode::Off
             && self.per_type.values().all(|m| *m == ValidationMode::Off)
     }
+}
+
+/// Why configured profiles cannot be used, if they cannot: unknown, broken, or for another type.
+fn check_profiles(
+    profiles: &BTreeMap<String, Vec<String>>,
+    validator: &Validator,
+) -> Result<(), String> {
+    for (ty, urls) in profiles {
+        for url in urls {
+            if let Some(why) = validator.profile_problem(url) {
+                return Err(format!("{ty}: profile {url} cannot be used: {why}"));
+            }
+            let Some(for_type) = validator.profile_type(url) else {
+                return Err(format!("{ty}: unknown profile {url}"));
+            };
+            if for_type != *ty {
+                return Err(format!("{ty}: profile {url} is for {for_type}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Issues found in `warn`-mode parts of a write that was forwarded anyway, for the response.
@@ -109,6 +133,7 @@ pub fn write_root(route: &Route) -> Option<&'static str> {
 /// `Ok(None)`: nothing to report; `Ok(Some)`: forward, and attach the findings to the response.
 pub fn check_write(
     cfg: &ValidationConfig,
+    validator: &Validator,
     route: &Route,
     format: Format,
     body: &[u8],
@@ -137,7 +162,7 @@ pub fn check_write(
             Some(format!("{body_type}.resourceType")),
         ));
     }
-    check_resource(cfg, &value)
+    check_resource(cfg, validator, &value)
 }
 
 /// Whether a write of `root` needs no validation at all under `cfg`.
@@ -164,6 +189,7 @@ pub fn parse_body(format: Format, body: &[u8], root: &str) -> Result<Value, Gate
 /// applies the modes: errors in `enforce` parts refuse the write; issues in `warn` parts become findings.
 pub fn check_resource(
     cfg: &ValidationConfig,
+    validator: &Validator,
     resource: &Value,
 ) -> Result<Option<Findings>, GatewayError> {
     let root = resource
@@ -172,15 +198,20 @@ pub fn check_resource(
         .unwrap_or_default();
     let options =
         ValidateOptions::with_profiles(cfg.profiles.get(root).into_iter().flatten().cloned());
-    let mut outcome = Validator::r4().validate_with(resource, &options);
+    let mut outcome = validator.validate_with(resource, &options);
     if root == "Bundle" && !cfg.profiles.is_empty() {
-        entry_profiles(cfg, resource, &mut outcome);
+        entry_profiles(cfg, validator, resource, &mut outcome);
     }
     judge(cfg, resource, outcome)
 }
 
 /// Checks each entry resource of a Bundle against its type's configured profiles.
-fn entry_profiles(cfg: &ValidationConfig, bundle: &Value, outcome: &mut OperationOutcome) {
+fn entry_profiles(
+    cfg: &ValidationConfig,
+    validator: &Validator,
+    bundle: &Value,
+    outcome: &mut OperationOutcome,
+) {
     let entries = bundle.get("entry").and_then(Value::as_array);
     for (i, entry) in entries.into_iter().flatten().enumerate() {
         let Some(resource) = entry.get("resource") else {
@@ -196,7 +227,7 @@ fn entry_profiles(cfg: &ValidationConfig, bundle: &Value, outcome: &mut Operatio
         let location = format!("Bundle.entry[{i}].resource");
         outcome
             .issues
-            .extend(Validator::r4().profile_issues(resource, urls, &location));
+            .extend(validator.profile_issues(resource, urls, &location));
     }
 }
 
@@ -260,6 +291,10 @@ mod tests {
         toml::from_str(toml_text).unwrap()
     }
 
+    fn check(c: &str, v: &Value) -> Result<Option<Findings>, GatewayError> {
+        check_resource(&cfg(c), Validator::r4(), v)
+    }
+
     fn bad_patient() -> Value {
         json!({"resourceType": "Patient", "gender": "sometimes"})
     }
@@ -267,18 +302,13 @@ mod tests {
     #[test]
     fn enforce_refuses_warn_reports_off_ignores() {
         let p = bad_patient();
-        assert!(matches!(
-            check_resource(&cfg(""), &p),
-            Err(GatewayError::Invalid(_))
-        ));
-        let f = check_resource(&cfg("mode = \"warn\""), &p)
-            .unwrap()
-            .unwrap();
+        assert!(matches!(check("", &p), Err(GatewayError::Invalid(_))));
+        let f = check("mode = \"warn\"", &p).unwrap().unwrap();
         assert!(!f.outcome.issues.is_empty());
         assert!(f.entries.is_empty());
-        assert_eq!(check_resource(&cfg("mode = \"off\""), &p).unwrap(), None);
+        assert_eq!(check("mode = \"off\"", &p).unwrap(), None);
         let ok = json!({"resourceType": "Patient", "gender": "female"});
-        assert_eq!(check_resource(&cfg("mode = \"warn\""), &ok).unwrap(), None);
+        assert_eq!(check("mode = \"warn\"", &ok).unwrap(), None);
     }
 
     #[test]
@@ -288,22 +318,16 @@ mod tests {
                           "code": {"text": "x"}}, "request": {"method": "POST", "url": "Observation"}},
             {"resource": bad_patient(), "request": {"method": "POST", "url": "Patient"}}
         ]});
-        assert!(matches!(
-            check_resource(&cfg(""), &b),
-            Err(GatewayError::Invalid(_))
-        ));
-        let f = check_resource(&cfg("[per_type]\nPatient = \"warn\""), &b)
+        assert!(matches!(check("", &b), Err(GatewayError::Invalid(_))));
+        let f = check("[per_type]\nPatient = \"warn\"", &b)
             .unwrap()
             .unwrap();
         assert_eq!(f.entries.keys().copied().collect::<Vec<_>>(), vec![1]);
         assert!(f.outcome.issues.is_empty());
-        assert_eq!(
-            check_resource(&cfg("[per_type]\nPatient = \"off\""), &b).unwrap(),
-            None
-        );
+        assert_eq!(check("[per_type]\nPatient = \"off\"", &b).unwrap(), None);
         // The Bundle's own structure follows the Bundle mode.
         let broken = json!({"resourceType": "Bundle", "type": "nonsense"});
-        assert!(check_resource(&cfg("[per_type]\nPatient = \"off\""), &broken).is_err());
+        assert!(check("[per_type]\nPatient = \"off\"", &broken).is_err());
         assert!(!skipped(
             &cfg("mode = \"off\"\n[per_type]\nPatient = \"warn\""),
             "Bundle"
