@@ -57,9 +57,11 @@ def fetch(cache_dir):
         return json.load(tf.extractfile("package/fhir.schema.json"))
 
 
-def strip_descriptions(node):
+def strip_descriptions(node, in_properties=False):
+    """Drops `description` annotations; a *property* named description (Location.description) stays."""
     if isinstance(node, dict):
-        return {k: strip_descriptions(v) for k, v in node.items() if k != "description"}
+        return {k: strip_descriptions(v, k == "properties" and not in_properties)
+                for k, v in node.items() if in_properties or k != "description"}
     if isinstance(node, list):
         return [strip_descriptions(v) for v in node]
     return node

@@ -174,7 +174,7 @@ fn validate_files(args: &ValidateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = ValidateOptions::with_profiles(profiles);
+    let options = ValidateOptions::with_profiles(profiles).json_schema(true);
     let mut bodies = Vec::with_capacity(files.len());
     for path in files {
         match std::fs::read(path) {

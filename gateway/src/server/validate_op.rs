@@ -88,7 +88,7 @@ fn validate(
     profile: Option<&str>,
 ) -> Result<OperationOutcome, GatewayError> {
     let Some(url) = profile else {
-        return Ok(v.validate(resource));
+        return Ok(v.validate_with(resource, &ValidateOptions::default().json_schema(true)));
     };
     let at = Some("Parameters.parameter.where(name = 'profile')".to_owned());
     let shown: String = url.chars().take(200).collect();
@@ -116,7 +116,10 @@ fn validate(
             at,
         ));
     }
-    Ok(v.validate_with(resource, &ValidateOptions::with_profile(url)))
+    Ok(v.validate_with(
+        resource,
+        &ValidateOptions::with_profile(url).json_schema(true),
+    ))
 }
 
 fn read(

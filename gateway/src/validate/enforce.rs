@@ -49,6 +49,10 @@ pub struct ValidationConfig {
     /// directories) loaded at start-up on top of the embedded R4 core and IPS definitions, so that
     /// `profiles`, `meta.profile` and `$validate?profile=` can name local profiles.
     pub definitions: Vec<PathBuf>,
+    /// Also check writes against HL7's R4 JSON Schema, as a second opinion after the
+    /// StructureDefinition walk (which already covers what the schema checks). Off by default: it costs
+    /// several times the walk. `$validate` and `anchorgate validate` always run it.
+    pub json_schema: bool,
 }
 
 impl ValidationConfig {
@@ -197,7 +201,8 @@ pub fn check_resource(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let options =
-        ValidateOptions::with_profiles(cfg.profiles.get(root).into_iter().flatten().cloned());
+        ValidateOptions::with_profiles(cfg.profiles.get(root).into_iter().flatten().cloned())
+            .json_schema(cfg.json_schema);
     let mut outcome = validator.validate_with(resource, &options);
     if root == "Bundle" && !cfg.profiles.is_empty() {
         entry_profiles(cfg, validator, resource, &mut outcome);

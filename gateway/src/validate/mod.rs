@@ -77,13 +77,24 @@ pub struct ValidateOptions {
     /// Canonical URLs (`|version` ignored) of profiles the resource must conform to. An unknown one is
     /// an error issue: the caller asked for it ([`Validator::knows_profile`] tells beforehand).
     pub profiles: Vec<String>,
+    /// Also run the R4 JSON Schema ([`schema`]) as a second opinion when the walk finds no error.
+    /// About 8× the cost of the walk (see `gateway/ARCHITECTURE.md`), so off on the write path unless
+    /// configured; `$validate` and the CLI turn it on.
+    pub json_schema: bool,
 }
 
 impl ValidateOptions {
+    /// These options, with the JSON Schema second opinion on or off.
+    pub fn json_schema(mut self, on: bool) -> Self {
+        self.json_schema = on;
+        self
+    }
+
     /// Options asking for one profile.
     pub fn with_profile(url: impl Into<String>) -> Self {
         Self {
             profiles: vec![url.into()],
+            json_schema: false,
         }
     }
 
@@ -91,6 +102,7 @@ impl ValidateOptions {
     pub fn with_profiles<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
         Self {
             profiles: urls.into_iter().map(Into::into).collect(),
+            json_schema: false,
         }
     }
 }
@@ -194,7 +206,13 @@ impl Validator {
             .and_then(Value::as_str)
             .unwrap_or_default();
         issues.extend(self.profile_issues(resource, &options.profiles, root));
-        OperationOutcome { issues }
+        let mut outcome = OperationOutcome { issues };
+        if options.json_schema && is_valid(&outcome) {
+            // Only where the walk found nothing: a schema error then is a disagreement worth seeing,
+            // not a second report of something already refused.
+            outcome.issues.extend(schema::check(resource));
+        }
+        outcome
     }
 
     /// The issues of `resource` (located at `location`) against the profiles `urls` only, without the
