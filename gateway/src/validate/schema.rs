@@ -49,7 +49,12 @@ pub fn check(resource: &Value) -> Vec<Issue> {
         // Codes are the binding checks' business: they judge required bindings against the R4
         // expansions as HL7's validator does, while the schema's `enum`s are a frozen copy that refuses,
         // for example, StructureDefinitions HL7 accepts (`fhirVersion`).
-        .filter(|e| !matches!(e.kind(), jsonschema::error::ValidationErrorKind::Enum { .. }))
+        .filter(|e| {
+            !matches!(
+                e.kind(),
+                jsonschema::error::ValidationErrorKind::Enum { .. }
+            )
+        })
         .map(|e| {
             let keyword = e.kind().keyword();
             // Never the instance value (it may be PHI): the keyword, and for unknown properties their

@@ -15,6 +15,28 @@ fn data_dir() -> Option<PathBuf> {
 }
 
 /// Synthea resources known to be invalid in base R4, with why. Empty: none found.
+/// Every resource of the Synthea NDJSON corpus under `data`, in file order.
+fn synthea(data: &Path) -> Vec<Value> {
+    let dir = data.join("synthea/ndjson-10-patients");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ndjson") && !p.ends_with("log.ndjson"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| parse(Format::Json, l.as_bytes()).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
 const SYNTHEA_ALLOWLIST: &[(&str, &str)] = &[];
 
 #[test]
@@ -23,31 +45,17 @@ fn synthea_resources_are_valid() {
         eprintln!("skipped: ../shared/data is absent");
         return;
     };
-    let dir = data.join("synthea/ndjson-10-patients");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ndjson") && !p.ends_with("log.ndjson"))
-        .collect();
-    files.sort();
     let (mut total, mut failures) = (0usize, Vec::new());
-    for f in &files {
-        for line in std::fs::read_to_string(f)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-        {
-            let v: Value = parse(Format::Json, line.as_bytes()).unwrap();
-            total += 1;
-            let key = format!(
-                "{}/{}",
-                v["resourceType"].as_str().unwrap(),
-                v["id"].as_str().unwrap_or("")
-            );
-            let out = Validator::r4().validate(&v);
-            if !is_valid(&out) && !SYNTHEA_ALLOWLIST.iter().any(|(k, _)| *k == key) {
-                failures.push(format!("{key}: {:?}", out.issues));
-            }
+    for v in synthea(&data) {
+        total += 1;
+        let key = format!(
+            "{}/{}",
+            v["resourceType"].as_str().unwrap(),
+            v["id"].as_str().unwrap_or("")
+        );
+        let out = Validator::r4().validate(&v);
+        if !is_valid(&out) && !SYNTHEA_ALLOWLIST.iter().any(|(k, _)| *k == key) {
+            failures.push(format!("{key}: {:?}", out.issues));
         }
     }
     eprintln!("synthea: {total} resources, {} rejected", failures.len());
@@ -79,21 +87,13 @@ fn json_schema_agrees_with_the_walk_on_the_corpora() {
         eprintln!("skipped: ../shared/data is absent");
         return;
     };
-    let dir = data.join("synthea/ndjson-10-patients");
     let mut schema_rejects = Vec::new();
-    let mut total = 0;
-    for f in std::fs::read_dir(&dir).unwrap() {
-        let p = f.unwrap().path();
-        if !(p.extension().is_some_and(|e| e == "ndjson") && !p.ends_with("log.ndjson")) {
-            continue;
-        }
-        for line in std::fs::read_to_string(&p).unwrap().lines().filter(|l| !l.is_empty()) {
-            let v: Value = parse(Format::Json, line.as_bytes()).unwrap();
-            total += 1;
-            let issues = crate::validate::schema::check(&v);
-            if !issues.is_empty() {
-                schema_rejects.push(format!("{}: {:?}", v["resourceType"], issues[0]));
-            }
+    let corpus = synthea(&data);
+    let total = corpus.len();
+    for v in &corpus {
+        let issues = crate::validate::schema::check(v);
+        if !issues.is_empty() {
+            schema_rejects.push(format!("{}: {:?}", v["resourceType"], issues[0]));
         }
     }
     assert!(total > 1000);
@@ -108,9 +108,16 @@ fn json_schema_agrees_with_the_walk_on_the_corpora() {
         if c["step"] != "base" {
             continue;
         }
-        let format = if c["format"] == "xml" { Format::Xml } else { Format::Json };
-        let bytes = std::fs::read(cases_dir.join("files").join(c["file"].as_str().unwrap())).unwrap();
-        let Ok(v) = parse(format, &bytes) else { continue };
+        let format = if c["format"] == "xml" {
+            Format::Xml
+        } else {
+            Format::Json
+        };
+        let bytes =
+            std::fs::read(cases_dir.join("files").join(c["file"].as_str().unwrap())).unwrap();
+        let Ok(v) = parse(format, &bytes) else {
+            continue;
+        };
         let walk_ok = is_valid(&Validator::r4().validate(&v));
         let schema_ok = crate::validate::schema::check(&v).is_empty();
         let name = c["name"].as_str().unwrap().to_owned();
@@ -128,6 +135,9 @@ fn json_schema_agrees_with_the_walk_on_the_corpora() {
     schema_false.sort();
     assert_eq!(
         schema_false,
-        ["aggregation-apart-good4", "contained-resource-bad-id-ignore"]
+        [
+            "aggregation-apart-good4",
+            "contained-resource-bad-id-ignore"
+        ]
     );
 }
