@@ -29,6 +29,7 @@
 //! `resolve()` discriminators and target profiles beyond the type), display checks and non-required
 //! bindings.
 
+pub mod bundle;
 pub mod conform;
 pub mod definitions;
 pub mod enforce;
@@ -206,6 +207,9 @@ impl Validator {
             .and_then(Value::as_str)
             .unwrap_or_default();
         issues.extend(self.profile_issues(resource, &options.profiles, root));
+        if root == "Bundle" {
+            issues.extend(bundle::check(resource, root));
+        }
         let mut outcome = OperationOutcome { issues };
         if options.json_schema && is_valid(&outcome) {
             // Only where the walk found nothing: a schema error then is a disagreement worth seeing,
