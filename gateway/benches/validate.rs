@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use anchorgate::validate::{schema, ValidateOptions, Validator};
+use anchorgate::validate::{is_valid, schema, ValidateOptions, Validator};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
 
@@ -34,6 +34,33 @@ fn synthea() -> Vec<Value> {
         }
     }
     out
+}
+
+/// One transaction Bundle of about 100 patients: the 18 Synthea patient bundles' entries, copied six
+/// times with fresh `urn:uuid`s (the issue's "HAPI takes 7-20 s for a 100-patient bundle" yardstick).
+fn hundred_patient_bundle() -> Option<(Value, usize)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/synthea/bundles");
+    let mut texts = Vec::new();
+    for e in std::fs::read_dir(&dir).ok()? {
+        let p = e.ok()?.path();
+        let text = std::fs::read_to_string(&p).ok()?;
+        if !text.trim().is_empty() {
+            texts.push(text);
+        }
+    }
+    let uuid = regex::Regex::new("urn:uuid:[0-9a-f]{2}").ok()?;
+    let (mut entries, mut patients) = (Vec::new(), 0);
+    for copy in 0..6 {
+        for text in &texts {
+            let renamed = uuid.replace_all(text, format!("urn:uuid:{copy:02x}").as_str());
+            let b: Value = serde_json::from_str(&renamed).ok()?;
+            entries.extend(b["entry"].as_array()?.iter().cloned());
+            patients += 1;
+        }
+    }
+    let bundle =
+        serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    Some((bundle, patients))
 }
 
 fn bench(c: &mut Criterion) {
@@ -88,6 +115,23 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    if let Some((bundle, patients)) = hundred_patient_bundle() {
+        let n = bundle["entry"].as_array().map_or(0, Vec::len);
+        let outcome = v.validate(&bundle);
+        assert!(
+            is_valid(&outcome),
+            "the benchmark bundle must be valid: {:?}",
+            outcome.issues.first()
+        );
+        let mut g = c.benchmark_group("validate_bundle");
+        g.throughput(Throughput::Elements(n as u64));
+        g.sample_size(10);
+        g.bench_function(
+            format!("transaction_{patients}_patients_{n}_entries"),
+            |b| b.iter(|| black_box(v.validate(black_box(&bundle)))),
+        );
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);
