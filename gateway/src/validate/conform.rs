@@ -211,6 +211,13 @@ impl<'a> Checker<'a> {
             if !el.slices.is_empty() {
                 super::slicing::check(self, p, c, &items);
             }
+            if let (Some(rule), [item]) = (&el.narrative_languages, items.as_slice()) {
+                if let Some(why) = super::narrative_control::check(rule, item.value, obj) {
+                    self.push_item(p, c, item.ty, item.index);
+                    self.err(IssueType::Invariant, format!("{why} (from {})", p.url));
+                    self.pop_item(item.index);
+                }
+            }
             for item in &items {
                 self.push_item(p, c, item.ty, item.index);
                 self.value(p, c, item.value, item.ty);

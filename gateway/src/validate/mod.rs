@@ -36,6 +36,7 @@ pub mod enforce;
 pub mod extension;
 pub mod limits;
 pub mod model;
+pub mod narrative_control;
 pub mod patch;
 pub mod path;
 pub mod primitive;

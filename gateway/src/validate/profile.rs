@@ -135,6 +135,8 @@ pub struct Elem {
     pub max_length: Option<usize>,
     /// The `minLength` extension.
     pub min_length: Option<usize>,
+    /// Narrative language control (`narrative-language-control`): `_no`, `_yes`, `_resource` or codes.
+    pub narrative_languages: Option<Box<str>>,
     /// `minValue[x]`, with its type suffix.
     pub min_value: Option<(Box<str>, Value)>,
     /// `maxValue[x]`, with its type suffix.
@@ -349,6 +351,18 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
             .and_then(|x| x.get("valueInteger"))
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok()),
+        narrative_languages: e
+            .get("extension")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|x| {
+                x.get("url").and_then(Value::as_str)
+                    == Some(super::narrative_control::LANGUAGE_CONTROL)
+            })
+            .and_then(|x| x.get("valueCode").or_else(|| x.get("valueString")))
+            .and_then(Value::as_str)
+            .map(Into::into),
         min_value: prefixed(e, "minValue").map(|(t, v)| (t.into(), v.clone())),
         max_value: prefixed(e, "maxValue").map(|(t, v)| (t.into(), v.clone())),
         slicing,
