@@ -389,27 +389,27 @@ else
   # Same CPU budget as the nginx peer: $WORKERS worker thread(s), same pinned core.
   # Logging at warn (no per-request lines): the nginx peer runs with access_log off.
   pin_prefix "$CPU_PROXY"
-  "${PIN_CMD[@]}" env ANCHORGATE_WORKER_THREADS="$WORKERS" ANCHORGATE_LOG="$GW_LOG" \
-    "$GW_BIN" serve --upstream "$UP_BASE" --listen "127.0.0.1:$GW_PORT" \
-    --public-base "$GW_BASE" --data-dir "$TMP/gw/data" >"$TMP/gw/gateway.log" 2>&1 &
-  GW_PID=$!
-  PIDS+=("$GW_PID")
-  wait_ready "http://127.0.0.1:$GW_PORT/healthz" "${LOAD_GW_STARTUP_TIMEOUT:-30}" "$GW_PID" \
-    "$TMP/gw/gateway.log" "anchorgate (target/release/anchorgate serve ...)"
-  log "anchorgate up (pid $GW_PID)"
+  # start_gateway PORT BASE NAME [CONFIG]: one gateway on the proxy core; sets STARTED_PID.
+  start_gateway() {
+    local port=$1 base=$2 name=$3 config=${4:-}
+    "${PIN_CMD[@]}" env ANCHORGATE_WORKER_THREADS="$WORKERS" ANCHORGATE_LOG="$GW_LOG" \
+      ${config:+ANCHORGATE_CONFIG="$config"} \
+      "$GW_BIN" serve --upstream "$UP_BASE" --listen "127.0.0.1:$port" \
+      --public-base "$base" --data-dir "$TMP/gw/data-$name" >"$TMP/gw/$name.log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    wait_ready "http://127.0.0.1:$port/healthz" "${LOAD_GW_STARTUP_TIMEOUT:-30}" "$STARTED_PID" \
+      "$TMP/gw/$name.log" "$name (target/release/anchorgate serve ...)"
+    log "$name up (pid $STARTED_PID)"
+  }
+  start_gateway "$GW_PORT" "$GW_BASE" anchorgate
+  GW_PID=$STARTED_PID
   TARGETS="direct nginx anchorgate"
   if [[ " $CASES " == *" create "* ]]; then
     # The write path's validation cost: the same binary and placement with validation off.
     printf '[validation]\nmode = "off"\n' >"$TMP/gw/noval.toml"
-    "${PIN_CMD[@]}" env ANCHORGATE_WORKER_THREADS="$WORKERS" ANCHORGATE_LOG="$GW_LOG" \
-      ANCHORGATE_CONFIG="$TMP/gw/noval.toml" \
-      "$GW_BIN" serve --upstream "$UP_BASE" --listen "127.0.0.1:$GW2_PORT" \
-      --public-base "$GW2_BASE" --data-dir "$TMP/gw/data-noval" >"$TMP/gw/gateway-noval.log" 2>&1 &
-    GW2_PID=$!
-    PIDS+=("$GW2_PID")
-    wait_ready "http://127.0.0.1:$GW2_PORT/healthz" "${LOAD_GW_STARTUP_TIMEOUT:-30}" "$GW2_PID" \
-      "$TMP/gw/gateway-noval.log" "anchorgate with validation off"
-    log "anchorgate with validation off up (pid $GW2_PID)"
+    start_gateway "$GW2_PORT" "$GW2_BASE" anchorgate-noval "$TMP/gw/noval.toml"
+    GW2_PID=$STARTED_PID
   fi
 fi
 
@@ -583,7 +583,7 @@ mem_line nginx "$IDLE_PEER_KB" $(nginx_pids "$PEER_PID") >>"$RESULTS"
 mem_line upstream "$IDLE_UP_KB" $(nginx_pids "$UP_PID") >>"$RESULTS"
 [ -n "$GW_PID" ] && mem_line anchorgate "$IDLE_GW_KB" "$GW_PID" >>"$RESULTS"
 is_alive "$PEER_PID" || die "nginx peer died during the run"
-[ -z "$GW_PID" ] || is_alive "$GW_PID" || die "anchorgate died during the run (see $TMP/gw/gateway.log)"
+[ -z "$GW_PID" ] || is_alive "$GW_PID" || die "anchorgate died during the run (see $TMP/gw/anchorgate.log)"
 
 BUSY_AFTER=$(python3 "$HERE/harness.py" busy 1)
 MACHINE_NOTE="machine-wide CPU busy with the harness idle (1-s samples): ${BUSY_BEFORE}% before and ${BUSY_AFTER}% after timing; load average before: $LOADAVG_BEFORE."

@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod format;
 pub mod narrative;
 pub mod outcome;
+pub mod parameters;
 pub mod parse;
 pub mod route;
 pub mod wellformed;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::body::Body;
 use crate::error::{outcome_response, GatewayError};
 use crate::fhir::outcome::{Issue, IssueType, Severity};
+use crate::fhir::parameters;
 use crate::fhir::route::RouteError;
 use crate::fhir::{Format, OperationOutcome, Route};
 use crate::validate::enforce::parse_body;
@@ -147,25 +148,9 @@ fn read(
     }
     let body_type = value.get("resourceType").and_then(Value::as_str);
     let resource = if body_type == Some("Parameters") && route.resource_type != Some("Parameters") {
-        let params = value
-            .get("parameter")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let named = |n: &str| {
-            params
-                .iter()
-                .find(|p| p.get("name").and_then(Value::as_str) == Some(n))
-        };
-        let text = |n: &str| {
-            named(n).and_then(|p| {
-                p.as_object()?
-                    .iter()
-                    .find(|(k, _)| k.starts_with("value"))
-                    .and_then(|(_, v)| v.as_str())
-                    .map(str::to_owned)
-            })
-        };
+        let params = parameters::list(&value, "parameter");
+        let named = |n: &str| parameters::named(params, n);
+        let text = |n: &str| named(n).and_then(parameters::value_text).map(str::to_owned);
         mode = text("mode").or(mode);
         profile = text("profile").or(profile);
         named("resource")

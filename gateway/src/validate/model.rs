@@ -32,6 +32,18 @@ pub enum Kind {
     Logical,
 }
 
+impl Kind {
+    /// The kind a StructureDefinition's `kind` code names.
+    pub fn of(sd: &Value) -> Self {
+        match sd.get("kind").and_then(Value::as_str) {
+            Some("primitive-type") => Kind::Primitive,
+            Some("complex-type") => Kind::Complex,
+            Some("resource") => Kind::Resource,
+            _ => Kind::Logical,
+        }
+    }
+}
+
 /// Binding strength.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strength {
@@ -240,12 +252,7 @@ impl Resolver<'_> {
 /// Compiles one StructureDefinition's snapshot.
 fn compile_sd(sd: &Value, r: &Resolver<'_>) -> TypeDef {
     let s = |k: &str| sd.get(k).and_then(Value::as_str).unwrap_or_default();
-    let kind = match s("kind") {
-        "primitive-type" => Kind::Primitive,
-        "complex-type" => Kind::Complex,
-        "resource" => Kind::Resource,
-        _ => Kind::Logical,
-    };
+    let kind = Kind::of(sd);
     let mut def = TypeDef {
         url: s("url").into(),
         type_name: s("type").into(),

@@ -9,6 +9,7 @@
 use serde_json::{Map, Value};
 
 use super::model::{Model, Target};
+use crate::fhir::parameters;
 
 /// Why a patch's result could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,11 +46,7 @@ pub fn apply_fhirpath_patch(
             "a FHIRPath Patch body must be a Parameters resource".into(),
         ));
     }
-    let ops = params
-        .get("parameter")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let ops = parameters::list(params, "parameter");
     for (n, op) in ops.iter().enumerate() {
         if op.get("name").and_then(Value::as_str) != Some("operation") {
             return Err(PatchError::Malformed(format!(
@@ -76,24 +73,9 @@ struct Operation<'a> {
 
 impl<'a> Operation<'a> {
     fn read(op: &'a Value, at: usize) -> Result<Self, PatchError> {
-        let parts = op
-            .get("part")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let find = |name: &str| {
-            parts
-                .iter()
-                .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
-        };
-        let text = |name: &str| {
-            find(name).and_then(|p| {
-                p.as_object()?
-                    .iter()
-                    .find(|(k, _)| k.starts_with("value"))
-                    .and_then(|(_, v)| v.as_str())
-            })
-        };
+        let parts = parameters::list(op, "part");
+        let find = |name: &str| parameters::named(parts, name);
+        let text = |name: &str| find(name).and_then(parameters::value_text);
         let number = |name: &str| {
             find(name)
                 .and_then(|p| p.get("valueInteger"))

@@ -155,12 +155,7 @@ impl Profile {
     /// Compiles a profile from its StructureDefinition and snapshot elements.
     pub fn compile(sd: &Value, snapshot: &[Value]) -> Self {
         let s = |k: &str| sd.get(k).and_then(Value::as_str).unwrap_or_default();
-        let kind = match s("kind") {
-            "primitive-type" => Kind::Primitive,
-            "complex-type" => Kind::Complex,
-            "resource" => Kind::Resource,
-            _ => Kind::Logical,
-        };
+        let kind = Kind::of(sd);
         let contexts = sd
             .get("context")
             .and_then(Value::as_array)
@@ -339,27 +334,11 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
             .get("maxLength")
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok()),
-        min_length: e
-            .get("extension")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|x| {
-                x.get("url").and_then(Value::as_str)
-                    == Some("http://hl7.org/fhir/StructureDefinition/minLength")
-            })
+        min_length: extension(e, "http://hl7.org/fhir/StructureDefinition/minLength")
             .and_then(|x| x.get("valueInteger"))
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok()),
-        narrative_languages: e
-            .get("extension")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|x| {
-                x.get("url").and_then(Value::as_str)
-                    == Some(super::narrative_control::LANGUAGE_CONTROL)
-            })
+        narrative_languages: extension(e, super::narrative_control::LANGUAGE_CONTROL)
             .and_then(|x| x.get("valueCode").or_else(|| x.get("valueString")))
             .and_then(Value::as_str)
             .map(Into::into),
@@ -396,4 +375,12 @@ fn prefixed<'v>(e: &'v Value, prefix: &str) -> Option<(&'v str, &'v Value)> {
         rest.starts_with(|c: char| c.is_ascii_uppercase())
             .then_some((rest, v))
     })
+}
+
+/// The extension with `url` on an element definition.
+fn extension<'v>(e: &'v Value, url: &str) -> Option<&'v Value> {
+    e.get("extension")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|x| x.get("url").and_then(Value::as_str) == Some(url))
 }
