@@ -52,6 +52,12 @@ impl Gateway {
             .validation
             .build_validator()
             .map_err(StateError::Validation)?;
+        // The JSON Schema (for `$validate`) is compiled now too, not on the first request.
+        if !crate::validate::schema::available() {
+            return Err(StateError::Validation(
+                "the embedded R4 JSON Schema does not compile".into(),
+            ));
+        }
         let upstream = Upstream::new(
             config.upstream.clone(),
             &config.upstream_client,
