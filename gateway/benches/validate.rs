@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use anchorgate::validate::Validator;
+use anchorgate::validate::{Options, Validator};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
 
@@ -49,6 +49,16 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for r in &corpus {
                     black_box(v.validate(black_box(r)));
+                }
+            })
+        });
+        let best_practice = Options {
+            best_practice: true,
+        };
+        g.bench_function("synthea_corpus_best_practice", |b| {
+            b.iter(|| {
+                for r in &corpus {
+                    black_box(v.validate_with(black_box(r), best_practice));
                 }
             })
         });

@@ -18,6 +18,7 @@
 
 pub mod definitions;
 pub mod enforce;
+pub mod invariant;
 pub mod model;
 pub mod path;
 pub mod primitive;
@@ -38,7 +39,7 @@ use terminology::Terminology;
 /// Compiled definitions, ready to validate against. `Send + Sync`; build once, share.
 #[derive(Debug)]
 pub struct Validator {
-    model: Model,
+    pub(crate) model: Model,
     terms: Terminology,
     /// Why the definitions could not be loaded, if they could not: then every validation says so.
     broken: Option<String>,
@@ -71,6 +72,11 @@ impl Validator {
 
     /// Validates one resource (FHIR JSON form), returning every error and warning found.
     pub fn validate(&self, resource: &Value) -> OperationOutcome {
+        self.validate_with(resource, Options::default())
+    }
+
+    /// [`Self::validate`] with options.
+    pub fn validate_with(&self, resource: &Value, options: Options) -> OperationOutcome {
         if let Some(why) = &self.broken {
             return OperationOutcome::single(Issue {
                 severity: Severity::Fatal,
@@ -80,11 +86,20 @@ impl Validator {
             });
         }
         let mut walker = walk::Walker::new(&self.model, &self.terms);
+        walker.best_practice = options.best_practice;
         walker.resource(resource, true);
         OperationOutcome {
             issues: walker.issues,
         }
     }
+}
+
+/// What a validation checks beyond the errors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also check best-practice (`severity: warning`) invariants such as `dom-6` ("a resource should
+    /// have narrative"). They only ever add warnings, so the write path leaves them off.
+    pub best_practice: bool,
 }
 
 /// Whether an outcome has no `error` or `fatal` issue.

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::invariant::{self, InvariantId, Level};
 use super::model::{Child, Kind, Model, Node, Strength, Target, TypeDef, TypeRef, UNBOUNDED};
 use super::path::{Path, Seg};
 use super::primitive::json_kind_of;
@@ -17,6 +18,10 @@ pub struct Walker<'a> {
     path: Path<'a>,
     /// How many Extensions enclose the current object: nested ones name themselves with relative URLs.
     ext_depth: u32,
+    /// The enclosing resources, innermost last, each with the index of its `%rootResource`.
+    resources: Vec<(&'a Value, usize)>,
+    /// Whether best-practice (warning) invariants are checked too.
+    pub best_practice: bool,
     /// Issues in document order.
     pub issues: Vec<Issue>,
 }
@@ -29,6 +34,8 @@ impl<'a> Walker<'a> {
             terms,
             path: Path::default(),
             ext_depth: 0,
+            resources: Vec::new(),
+            best_practice: false,
             issues: Vec::new(),
         }
     }
@@ -48,6 +55,11 @@ impl<'a> Walker<'a> {
 
     /// Validates a resource: the outermost one (`top`), or one nested where the caller's path points.
     pub fn resource(&mut self, v: &'a Value, top: bool) {
+        self.nested_resource(v, top, false);
+    }
+
+    /// [`Self::resource`]; a `contained` one keeps its container as `%rootResource`.
+    fn nested_resource(&mut self, v: &'a Value, top: bool, contained: bool) {
         let Some(obj) = v.as_object() else {
             return self.error(
                 IssueType::Structure,
@@ -69,7 +81,14 @@ impl<'a> Walker<'a> {
         match self.model.resources.get(rt) {
             Some(&tid) => {
                 let def = self.model.def(tid);
+                let root = match self.resources.last() {
+                    Some(&(_, root)) if contained => root,
+                    _ => self.resources.len(),
+                };
+                self.resources.push((v, root));
                 self.object(def, 0, obj, true);
+                self.invariants(&def.node(0).invariants, &[], v);
+                self.resources.pop();
             }
             None => self.error(
                 IssueType::Structure,
@@ -304,6 +323,47 @@ impl<'a> Walker<'a> {
                 );
             }
         }
+        // A complex type's own invariants sit on its root element; resources check theirs themselves.
+        let type_root = match n.types.get(usize::from(child.ty)).map(|t| t.target) {
+            Some(Target::Complex(tid)) if n.children_of.is_none() => {
+                &self.model.def(tid).node(0).invariants[..]
+            }
+            _ => &[],
+        };
+        self.invariants(&n.invariants, type_root, v);
+    }
+
+    /// Checks an element's invariants, then those of its type not already among them.
+    fn invariants(&mut self, own: &[InvariantId], of_type: &[InvariantId], v: &'a Value) {
+        if own.is_empty() && of_type.is_empty() {
+            return;
+        }
+        let (resource, root) = match self.resources.last() {
+            Some(&(r, root)) => (r, self.resources.get(root).map_or(r, |x| x.0)),
+            None => (v, v),
+        };
+        let scope = invariant::Scope { resource, root };
+        let model = self.model;
+        let ids = own
+            .iter()
+            .chain(of_type.iter().filter(|i| !own.contains(i)))
+            .copied();
+        let mut failed = Vec::new();
+        model
+            .invariants
+            .check(ids, v, scope, self.best_practice, &mut failed);
+        for f in failed {
+            let inv = f.invariant;
+            let severity = match inv.level {
+                Level::Error => Severity::Error,
+                Level::Warning => Severity::Warning,
+            };
+            self.report(
+                severity,
+                IssueType::Invariant,
+                format!("{}: {}", inv.key, inv.human),
+            );
+        }
     }
 
     fn typed(&mut self, n: &'a Node, t: &'a TypeRef, v: &'a Value) {
@@ -331,7 +391,7 @@ impl<'a> Walker<'a> {
                 }
                 None => self.not_object(v),
             },
-            Target::Resource => self.resource(v, false),
+            Target::Resource => self.nested_resource(v, false, &*n.name == "contained"),
             Target::Unknown => {}
         }
     }
