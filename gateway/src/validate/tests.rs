@@ -413,3 +413,39 @@ fn best_practice_invariants_only_warn_and_only_when_asked() {
         "{out:?}"
     );
 }
+
+#[test]
+fn invariant_engine_workarounds() {
+    // R4 example TestScript-testscript-example-history: `response.count()` in tst-5 must not count
+    // `responseCode` (the engine reads any `response<Upper>` property as a choice form).
+    let ts = |assert: Value| {
+        json!({"resourceType": "TestScript", "url": "http://x.org/t", "name": "t", "status": "draft",
+               "setup": {"action": [{"assert": assert}]}})
+    };
+    assert!(is_valid(&check(ts(
+        json!({"direction": "response", "operator": "in",
+        "responseCode": "200,204", "warningOnly": false})
+    ))));
+    has(
+        ts(json!({"response": "okay", "responseCode": "200", "warningOnly": false})),
+        IssueType::Invariant,
+        "TestScript.setup.action[0].assert",
+    );
+    // R4 example Questionnaire-bb: que-7 with a boolean answer (native: the engine's `is Boolean`
+    // is false for a FHIR boolean).
+    let q = |answer: Value| {
+        let mut ew = json!({"question": "a", "operator": "exists"});
+        ew.as_object_mut()
+            .unwrap()
+            .extend(answer.as_object().unwrap().clone());
+        json!({"resourceType": "Questionnaire", "status": "draft",
+               "item": [{"linkId": "a", "type": "boolean"},
+                        {"linkId": "b", "type": "string", "enableWhen": [ew]}]})
+    };
+    assert!(is_valid(&check(q(json!({"answerBoolean": true})))));
+    has(
+        q(json!({"answerString": "x"})),
+        IssueType::Invariant,
+        "Questionnaire.item[1].enableWhen[0]",
+    );
+}

@@ -87,7 +87,7 @@ impl<'a> Walker<'a> {
                 };
                 self.resources.push((v, root));
                 self.object(def, 0, obj, true);
-                self.invariants(&def.node(0).invariants, &[], v);
+                self.invariants(&def.node(0).invariants, &[], v, Some((def, 0)));
                 self.resources.pop();
             }
             None => self.error(
@@ -324,17 +324,26 @@ impl<'a> Walker<'a> {
             }
         }
         // A complex type's own invariants sit on its root element; resources check theirs themselves.
-        let type_root = match n.types.get(usize::from(child.ty)).map(|t| t.target) {
-            Some(Target::Complex(tid)) if n.children_of.is_none() => {
-                &self.model.def(tid).node(0).invariants[..]
+        let (type_root, shape) = match n.types.get(usize::from(child.ty)).map(|t| t.target) {
+            _ if n.children_of.is_some() => (&[][..], n.children_of.map(|h| (def, h))),
+            Some(Target::Complex(tid)) => {
+                let d = self.model.def(tid);
+                (&d.node(0).invariants[..], Some((d, 0)))
             }
-            _ => &[],
+            _ => (&[][..], None),
         };
-        self.invariants(&n.invariants, type_root, v);
+        self.invariants(&n.invariants, type_root, v, shape);
     }
 
-    /// Checks an element's invariants, then those of its type not already among them.
-    fn invariants(&mut self, own: &[InvariantId], of_type: &[InvariantId], v: &'a Value) {
+    /// Checks an element's invariants, then those of its type not already among them. `shape` is the
+    /// definition and node whose children the value holds, to tell choice properties apart.
+    fn invariants(
+        &mut self,
+        own: &[InvariantId],
+        of_type: &[InvariantId],
+        v: &'a Value,
+        shape: Option<(&'a TypeDef, u32)>,
+    ) {
         if own.is_empty() && of_type.is_empty() {
             return;
         }
@@ -349,9 +358,18 @@ impl<'a> Walker<'a> {
             .chain(of_type.iter().filter(|i| !own.contains(i)))
             .copied();
         let mut failed = Vec::new();
+        let is_choice = |key: &str, root: &str| {
+            shape.is_some_and(|(d, node)| {
+                let holder = d.node(d.node(node).children_of.unwrap_or(node));
+                holder.children.get(key).is_some_and(|c| {
+                    let n = d.node(c.node);
+                    n.choice && &*n.name == root
+                })
+            })
+        };
         model
             .invariants
-            .check(ids, v, scope, self.best_practice, &mut failed);
+            .check(ids, v, scope, &is_choice, self.best_practice, &mut failed);
         for f in failed {
             let inv = f.invariant;
             let severity = match inv.level {

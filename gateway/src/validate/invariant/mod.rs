@@ -15,6 +15,7 @@
 //! resource. Measured figures are in `gateway/ARCHITECTURE.md` ("FHIRPath invariants").
 
 pub mod analyze;
+pub mod hoist;
 pub mod native;
 
 use std::cell::RefCell;
@@ -73,14 +74,71 @@ pub enum How {
 /// A parsed expression and what it reads.
 #[derive(Debug)]
 pub struct Compiled {
+    /// The expression, its environment paths replaced by constants (see [`hoist`]).
     expr: FhirPathExpression,
-    /// The focus properties it reads, when it reads the focus through them alone.
+    /// The hoisted environment paths, evaluated once per check into `%__h<i>`.
+    hoisted: Vec<FhirPathExpression>,
+    /// The focus properties `expr` reads, when it reads the focus through them alone.
     roots: Option<Vec<Box<str>>>,
-    /// Whether it holds when all `roots` are absent (computed once, against `{}`).
-    holds_when_absent: bool,
+    /// Whether it holds when all `roots` are absent (computed once, against `{}`); `None` when its
+    /// verdict also depends on hoisted paths.
+    holds_when_absent: Option<bool>,
+    /// What `expr` itself still reads.
+    env: Env,
+    /// What the hoisted paths read.
+    hoisted_env: Env,
+}
+
+/// The environment variables an expression reads.
+#[derive(Debug, Clone, Copy, Default)]
+struct Env {
     resource: bool,
     root_resource: bool,
     context: bool,
+}
+
+impl Env {
+    fn of(f: &analyze::Facts) -> Self {
+        Self {
+            resource: f.resource,
+            root_resource: f.root_resource,
+            context: f.context,
+        }
+    }
+
+    /// The engine context for `current`, with `%resource`, `%rootResource` and `%context` when read.
+    fn context(
+        self,
+        current: Value,
+        focus: &Value,
+        scope: Option<Scope<'_>>,
+        mut constants: HashMap<String, FhirPathValue>,
+    ) -> EvaluationContext {
+        let mut root = Value::Null;
+        if let Some(s) = scope {
+            if self.resource {
+                root = s.resource.clone();
+            }
+            if self.root_resource {
+                constants.insert("rootResource".to_owned(), FhirPathValue::from_json(s.root));
+            }
+        }
+        if self.context {
+            // The engine reads `%context` from the current item inside `where()`: pin it.
+            constants.insert("context".to_owned(), FhirPathValue::from_json(focus));
+        }
+        EvaluationContext {
+            root,
+            current,
+            this_value: None,
+            total_value: None,
+            index_value: None,
+            constants,
+            trace_logs: Rc::new(RefCell::new(Vec::new())),
+            strict_mode: false,
+            check_ordered_functions: false,
+        }
+    }
 }
 
 /// Every distinct invariant of the compiled definitions.
@@ -192,17 +250,24 @@ impl Compiler {
                 facts.unsupported.join("(), ") + "()"
             ));
         }
+        let hoisted_env = Env::of(&facts);
+        let mut expr = expr;
+        let hoisted = hoist::hoist(&mut expr.root);
+        let main = analyze::facts(&expr.root, &|_| true);
         let mut compiled = Compiled {
             expr,
-            roots: facts.roots,
-            holds_when_absent: true,
-            resource: facts.resource,
-            root_resource: facts.root_resource,
-            context: facts.context,
+            hoisted: hoisted
+                .into_iter()
+                .map(|root| FhirPathExpression { root })
+                .collect(),
+            roots: main.roots.clone(),
+            holds_when_absent: None,
+            env: Env::of(&main),
+            hoisted_env,
         };
-        if compiled.roots.is_some() {
+        if compiled.roots.is_some() && compiled.hoisted.is_empty() {
             let empty = Value::Object(Map::new());
-            compiled.holds_when_absent = compiled.eval(&empty, None);
+            compiled.holds_when_absent = Some(compiled.eval(&empty, &empty, None));
         }
         How::Engine(Box::new(compiled))
     }
@@ -215,6 +280,7 @@ impl Table {
         ids: impl IntoIterator<Item = InvariantId>,
         focus: &Value,
         scope: Scope<'_>,
+        shape: &dyn Fn(&str, &str) -> bool,
         warnings: bool,
         out: &mut Vec<Failure<'t>>,
     ) {
@@ -227,7 +293,7 @@ impl Table {
             }
             let holds = match &inv.how {
                 How::Native(n) => n.holds(focus, scope),
-                How::Engine(c) => c.holds(focus, scope),
+                How::Engine(c) => c.holds(focus, scope, shape),
                 How::Skipped(_) => true,
             };
             if !holds {
@@ -238,61 +304,62 @@ impl Table {
 }
 
 impl Compiled {
-    /// Whether the invariant holds on `focus`.
-    fn holds(&self, focus: &Value, scope: Scope<'_>) -> bool {
-        match (&self.roots, focus.as_object()) {
-            (Some(roots), Some(obj)) => {
-                let projected: Map<String, Value> = obj
-                    .iter()
-                    .filter(|(k, _)| *k == "resourceType" || roots.iter().any(|r| reaches(r, k)))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                // The engine answers a member named like the resource type with the resource, and
-                // `resource` with `resourceType` (as a choice form), so both count as present.
-                let present = obj.iter().any(|(k, v)| {
-                    roots
-                        .iter()
-                        .any(|r| reaches(r, k) || (k == "resourceType" && v.as_str() == Some(&**r)))
-                });
-                if !present {
-                    self.holds_when_absent
-                } else {
-                    self.eval(&Value::Object(projected), Some(scope))
-                }
-            }
-            _ => self.eval(focus, Some(scope)),
+    /// Whether the invariant holds on `focus`; `shape(key, root)` says whether JSON property `key` is
+    /// a choice form of element `root` (`valueQuantity` of `value`).
+    fn holds(&self, focus: &Value, scope: Scope<'_>, shape: &dyn Fn(&str, &str) -> bool) -> bool {
+        let (Some(roots), Some(obj)) = (&self.roots, focus.as_object()) else {
+            return self.eval(focus, focus, Some(scope));
+        };
+        // The engine answers a member named like the resource type with the resource, and
+        // `resource` with `resourceType` (as a choice form), so both count as present.
+        let present = obj.iter().any(|(k, v)| {
+            roots
+                .iter()
+                .any(|r| reaches(r, k) || (k == "resourceType" && v.as_str() == Some(&**r)))
+        });
+        if let (false, Some(verdict)) = (present, self.holds_when_absent) {
+            return verdict;
         }
+        let mut projected: Map<String, Value> = obj
+            .iter()
+            .filter(|(k, _)| *k == "resourceType" || roots.iter().any(|r| reaches(r, k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // The engine takes any `<root><Upper>…` property for an absent `root`, as if every element
+        // were a choice: `response` would read `responseCode` (tst-5), `resource` `resourceType`.
+        // An explicit null for such a root makes it read nothing, as FHIRPath says.
+        for r in roots {
+            let mut keys = obj.keys().filter(|k| !k.starts_with('_') && reaches(r, k));
+            if !obj.contains_key(&**r)
+                && keys.clone().next().is_some()
+                && !keys.any(|k| shape(k, r))
+            {
+                projected.insert(r.to_string(), Value::Null);
+            }
+        }
+        self.eval(&Value::Object(projected), focus, Some(scope))
     }
 
-    /// Evaluates with the engine; only an explicit `false` fails.
-    fn eval(&self, focus: &Value, scope: Option<Scope<'_>>) -> bool {
-        let mut constants = HashMap::new();
-        let mut root = Value::Null;
-        if let Some(s) = scope {
-            if self.resource {
-                root = s.resource.clone();
+    /// Evaluates with the engine on `current` (the focus or its projection); only an explicit `false`
+    /// fails.
+    fn eval(&self, current: &Value, focus: &Value, scope: Option<Scope<'_>>) -> bool {
+        ENGINE.with(|engine| {
+            let mut constants = HashMap::new();
+            if !self.hoisted.is_empty() {
+                let env = self
+                    .hoisted_env
+                    .context(Value::Null, focus, scope, HashMap::new());
+                for (i, h) in self.hoisted.iter().enumerate() {
+                    // An error in a hoisted path would have been one in the whole expression.
+                    let Ok(v) = engine.evaluate(h, &env) else {
+                        return true;
+                    };
+                    constants.insert(format!("{}{i}", hoist::PREFIX), v);
+                }
             }
-            if self.root_resource {
-                constants.insert("rootResource".to_owned(), FhirPathValue::from_json(s.root));
-            }
-        }
-        if self.context {
-            // The engine reads `%context` from the current item inside `where()`: pin it.
-            constants.insert("context".to_owned(), FhirPathValue::from_json(focus));
-        }
-        let ctx = EvaluationContext {
-            root,
-            current: focus.clone(),
-            this_value: None,
-            total_value: None,
-            index_value: None,
-            constants,
-            trace_logs: Rc::new(RefCell::new(Vec::new())),
-            strict_mode: false,
-            check_ordered_functions: false,
-        };
-        let result = ENGINE.with(|engine| engine.evaluate(&self.expr, &ctx));
-        !matches!(result, Ok(v) if is_false(&v))
+            let ctx = self.env.context(current.clone(), focus, scope, constants);
+            !matches!(engine.evaluate(&self.expr, &ctx), Ok(v) if is_false(&v))
+        })
     }
 }
 

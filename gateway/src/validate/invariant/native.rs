@@ -16,6 +16,9 @@ pub enum Native {
     Ref1,
     /// `obs-7`: a component code must not repeat the Observation's code when there is a value.
     Obs7,
+    /// `que-7`: `operator = 'exists' implies (answer is Boolean)`. The engine answers `is Boolean`
+    /// false for a FHIR `boolean`, which rejected the R4 example Questionnaire-bb.
+    Que7,
 }
 
 impl Native {
@@ -25,6 +28,7 @@ impl Native {
             "dom-3" => Some(Self::Dom3),
             "ref-1" => Some(Self::Ref1),
             "obs-7" => Some(Self::Obs7),
+            "que-7" => Some(Self::Que7),
             _ => None,
         }
     }
@@ -35,6 +39,15 @@ impl Native {
             Self::Dom3 => dom3(focus),
             Self::Ref1 => ref1(focus, scope.root),
             Self::Obs7 => obs7(focus, scope.resource),
+            Self::Que7 => {
+                // No answer at all is an empty `is`, which passes (and min = 1 reports it).
+                let answered = focus
+                    .as_object()
+                    .is_some_and(|o| o.keys().any(|k| k.starts_with("answer")));
+                focus.get("operator").and_then(Value::as_str) != Some("exists")
+                    || !answered
+                    || focus.get("answerBoolean").is_some_and(Value::is_boolean)
+            }
         }
     }
 }

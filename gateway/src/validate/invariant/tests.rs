@@ -63,15 +63,20 @@ fn engine(key: &str, focus: &Value, resource: &Value, root: &Value) -> bool {
 /// Evaluates an expression with the engine.
 fn engine_expr(expression: &str, focus: &Value, resource: &Value, root: &Value) -> bool {
     let parser = rh_fhirpath::FhirPathParser::new();
-    let compiled = super::Compiled {
-        expr: parser.parse(expression).unwrap(),
-        roots: None,
-        holds_when_absent: true,
+    let env = super::Env {
         resource: true,
         root_resource: true,
         context: false,
     };
-    compiled.eval(focus, Some(Scope { resource, root }))
+    let compiled = super::Compiled {
+        expr: parser.parse(expression).unwrap(),
+        hoisted: Vec::new(),
+        roots: None,
+        holds_when_absent: None,
+        env,
+        hoisted_env: env,
+    };
+    compiled.eval(focus, focus, Some(Scope { resource, root }))
 }
 
 fn native(n: Native, focus: &Value, resource: &Value, root: &Value) -> bool {
@@ -216,8 +221,8 @@ fn shortcut_and_projection_agree_with_full_evaluation() {
                     continue;
                 }
                 assert_eq!(
-                    c.holds(obj, scope),
-                    c.eval(obj, Some(scope)),
+                    c.holds(obj, scope, &|k, r| k.starts_with(r)),
+                    c.eval(obj, obj, Some(scope)),
                     "{} on {obj}",
                     inv.key
                 );
@@ -226,4 +231,43 @@ fn shortcut_and_projection_agree_with_full_evaluation() {
         }
     }
     assert!(compared > 1000, "{compared}");
+}
+
+/// Hoisting `%resource` paths out of the expression keeps the engine's verdict (bdl-3, bdl-4 on
+/// Bundles whose type does and does not call for requests; sdf-8 on a StructureDefinition).
+#[test]
+fn hoisted_paths_agree_with_the_original_expression() {
+    let table = &Validator::r4().model.invariants;
+    let entry = |req: bool| {
+        let mut e = json!({"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient"}});
+        if req {
+            e["request"] = json!({"method": "POST", "url": "Patient"});
+        }
+        e
+    };
+    let mut compared = 0;
+    for ty in ["batch", "collection", "history", "transaction-response"] {
+        for req in [true, false] {
+            let b =
+                json!({"resourceType": "Bundle", "type": ty, "entry": [entry(req), entry(req)]});
+            for key in ["bdl-3", "bdl-4"] {
+                let inv = table.list.iter().find(|i| &*i.key == key).unwrap();
+                let How::Engine(c) = &inv.how else {
+                    panic!("{key}")
+                };
+                assert!(!c.hoisted.is_empty(), "{key} hoists %resource.type");
+                let scope = Scope {
+                    resource: &b,
+                    root: &b,
+                };
+                assert_eq!(
+                    c.holds(&b, scope, &|_, _| false),
+                    engine(key, &b, &b, &b),
+                    "{key} on {b}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 16);
 }

@@ -20,7 +20,90 @@ const TARBALL: &str = "hl7.fhir.r4.examples-4.0.1.tgz";
 const SHA512: &str = "0d705d21939e41a48a220094ef0e87382eecc3fe81cf29668a92e4056e1ffffa53f8173de31fbc2c89b04ddbda35384f2683b3a41cefc40ccdaa37aedd7ff32f";
 
 /// Examples that are invalid in R4 4.0.1 itself (file name in the package, why).
-const KNOWN_INVALID: &[(&str, &str)] = &[];
+const KNOWN_INVALID: &[(&str, &str)] = &[
+    ("ActivityDefinition-blood-tubes-supply.json", EMPTY_DIV),
+    ("ActivityDefinition-heart-valve-replacement.json", EMPTY_DIV),
+    ("EventDefinition-example.json", EMPTY_DIV),
+    (
+        "Questionnaire-zika-virus-exposure-assessment.json",
+        EMPTY_DIV,
+    ),
+    (
+        "Bundle-dataelements.json",
+        "bdl-7: entries repeat fullUrls (de-Quantity.value and others) with no meta.versionId",
+    ),
+    ("Bundle-v2-valuesets.json", EXT_BOTH),
+    ("CodeSystem-v2-0207.json", EXT_BOTH),
+    ("CodeSystem-v2-0229.json", EXT_BOTH),
+    ("CodeSystem-v2-0241.json", EXT_BOTH),
+    ("CodeSystem-v2-0254.json", EXT_BOTH),
+    ("CodeSystem-v2-0280.json", EXT_BOTH),
+    (
+        "ig-r4.json",
+        "ImplementationGuide.name and .status (1..1) are missing",
+    ),
+    (
+        "ImplementationGuide-fhir.json",
+        "ImplementationGuide.name and .status (1..1) are missing",
+    ),
+    (
+        "Questionnaire-qs1.json",
+        "nested items lack Questionnaire.item.linkId (1..1)",
+    ),
+    (
+        "SearchParameter-questionnaireresponse-extensions-QuestionnaireResponse-item-subject.json",
+        "the id is longer than 64 characters",
+    ),
+    (
+        "SearchParameter-codesystem-extensions-CodeSystem-author.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-codesystem-extensions-CodeSystem-effective.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-codesystem-extensions-CodeSystem-end.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-codesystem-extensions-CodeSystem-keyword.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-codesystem-extensions-CodeSystem-workflow.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-valueset-extensions-ValueSet-author.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-valueset-extensions-ValueSet-effective.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-valueset-extensions-ValueSet-end.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-valueset-extensions-ValueSet-keyword.json",
+        NO_BASE,
+    ),
+    (
+        "SearchParameter-valueset-extensions-ValueSet-workflow.json",
+        NO_BASE,
+    ),
+    ("StructureDefinition-Definition.json", LOGICAL_NO_BASE),
+    ("StructureDefinition-Event.json", LOGICAL_NO_BASE),
+    ("StructureDefinition-FiveWs.json", LOGICAL_NO_BASE),
+    ("StructureDefinition-Request.json", LOGICAL_NO_BASE),
+];
+const EMPTY_DIV: &str = "txt-2: the narrative div holds only whitespace";
+const EXT_BOTH: &str = "ext-1: a concept extension has both a value and nested extensions";
+const NO_BASE: &str = "SearchParameter.base (1..*) is missing";
+const LOGICAL_NO_BASE: &str =
+    "sdf-4: a non-abstract logical model (pattern) without baseDefinition";
 
 fn tarball() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ANCHORGATE_R4_EXAMPLES") {
