@@ -12,9 +12,11 @@
 //! assert!(is_valid(&Validator::r4().validate(&patient)));
 //! ```
 //!
-//! Not yet: FHIRPath invariants (only `ele-1` and `ext-1` are built in), slicing, profiles (`meta.profile`
-//! and configured ones: [`model`] compiles them already), extension definitions and contexts, reference
-//! resolution, display checks and non-required bindings.
+//! FHIRPath invariants (`constraint`) are checked per element ([`invariant`]): natively for a few,
+//! by the `rh-fhirpath` engine for the rest, best-practice ones only with [`Options::best_practice`].
+//!
+//! Not yet: slicing, profiles (`meta.profile` and configured ones: [`model`] compiles them already),
+//! extension definitions and contexts, reference resolution, display checks and non-required bindings.
 
 pub mod definitions;
 pub mod enforce;
