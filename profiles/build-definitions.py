@@ -20,6 +20,9 @@ Usage:
   --tarballs DIR   use NAME-VERSION.tgz from DIR when present (offline);
                    tarballs that have to be downloaded are saved there
   --out DIR        write somewhere else than the script's directory
+  --fetch-only     only download the pinned tarballs into --tarballs DIR and
+                   check their integrity (the R4 examples corpus test reads
+                   hl7.fhir.r4.examples-4.0.1.tgz from target/fhir-packages/)
 
 Python 3 standard library only (plus the `npm` client when a tarball has to
 be downloaded). The compaction rules are documented in profiles/README.md;
@@ -978,7 +981,21 @@ def main():
     ap.add_argument("--out", default=here, help="output directory (default: this script's directory)")
     ap.add_argument("--tarballs", default=None,
                     help="directory of NAME-VERSION.tgz tarballs to use / to save downloads in")
+    ap.add_argument("--fetch-only", action="store_true",
+                    help="download and check the pinned tarballs into --tarballs, build nothing")
     args = ap.parse_args()
+
+    if args.fetch_only:
+        if not args.tarballs:
+            sys.exit("--fetch-only needs --tarballs DIR")
+        tmp = tempfile.mkdtemp(prefix="anchorgate-defs-fetch-")
+        try:
+            for pkg in PACKAGES:
+                _, source = fetch(pkg, args.tarballs, tmp)
+                print("%s (%s, integrity ok)" % (tarball_name(pkg), source))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        sys.exit(0)
 
     if not args.check:
         lock = build(args.out, args.tarballs)

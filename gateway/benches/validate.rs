@@ -113,6 +113,14 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
+        let best_practice = ValidateOptions::default().best_practice(true);
+        g.bench_function("synthea_corpus_best_practice", |b| {
+            b.iter(|| {
+                for r in &corpus {
+                    black_box(v.validate_with(black_box(r), &best_practice));
+                }
+            })
+        });
     }
     g.finish();
     if let Some((bundle, patients)) = hundred_patient_bundle() {

@@ -25,15 +25,20 @@
 //! assert!(!is_valid(&Validator::r4().validate_with(&patient, &ips))); // IPS requires a name, …
 //! ```
 //!
-//! Not yet: FHIRPath invariants (only `ele-1` and `ext-1` are built in), reference resolution (so
-//! `resolve()` discriminators and target profiles beyond the type), display checks and non-required
-//! bindings.
+//! FHIRPath invariants (`constraint`) are checked per element ([`invariant`]): natively for a few,
+//! by the `rh-fhirpath` engine for the rest, best-practice ones only with
+//! [`ValidateOptions::best_practice`]. Bundles are checked as a whole ([`bundle`]); HL7's R4 JSON Schema
+//! is an optional second opinion ([`schema`]).
+//!
+//! Not yet: reference resolution outside Bundles (so `resolve()` discriminators and target profiles
+//! beyond the type), display checks and non-required bindings.
 
 pub mod bundle;
 pub mod conform;
 pub mod definitions;
 pub mod enforce;
 pub mod extension;
+pub mod invariant;
 pub mod limits;
 pub mod model;
 pub mod narrative_control;
@@ -64,7 +69,7 @@ use terminology::Terminology;
 /// Compiled definitions, ready to validate against. `Send + Sync`; build once, share.
 #[derive(Debug)]
 pub struct Validator {
-    model: Arc<Model>,
+    pub(crate) model: Arc<Model>,
     terms: Arc<Terminology>,
     /// Compiled profiles and extension definitions (an overlay's own, over the base's).
     profiles: Arc<Profiles>,
@@ -83,9 +88,18 @@ pub struct ValidateOptions {
     /// About 8× the cost of the walk (see `gateway/ARCHITECTURE.md`), so off on the write path unless
     /// configured; `$validate` and the CLI turn it on.
     pub json_schema: bool,
+    /// Also check best-practice (`severity: warning`) invariants such as `dom-6` ("a resource should
+    /// have narrative"). They only ever add warnings, so the write path leaves them off.
+    pub best_practice: bool,
 }
 
 impl ValidateOptions {
+    /// These options, with best-practice invariants on or off.
+    pub fn best_practice(mut self, on: bool) -> Self {
+        self.best_practice = on;
+        self
+    }
+
     /// These options, with the JSON Schema second opinion on or off.
     pub fn json_schema(mut self, on: bool) -> Self {
         self.json_schema = on;
@@ -96,7 +110,7 @@ impl ValidateOptions {
     pub fn with_profile(url: impl Into<String>) -> Self {
         Self {
             profiles: vec![url.into()],
-            json_schema: false,
+            ..Self::default()
         }
     }
 
@@ -104,7 +118,7 @@ impl ValidateOptions {
     pub fn with_profiles<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Self {
         Self {
             profiles: urls.into_iter().map(Into::into).collect(),
-            json_schema: false,
+            ..Self::default()
         }
     }
 }
@@ -201,6 +215,7 @@ impl Validator {
             });
         }
         let mut walker = walk::Walker::new(&self.model, &self.terms).with_profiles(&self.profiles);
+        walker.best_practice = options.best_practice;
         walker.resource(resource, true);
         let mut issues = walker.issues;
         let root = resource

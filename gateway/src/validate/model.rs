@@ -4,11 +4,13 @@
 //! Every StructureDefinition compiles the same way, base types and profiles alike (a profile is a
 //! snapshot too), so profile validation can reuse this tree; slices are skipped for now.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 use super::definitions::{strip_version, Definitions};
+use super::invariant::{self, InvariantId};
 use super::primitive::Primitives;
 
 /// Index of a [`TypeDef`] in [`Model::defs`].
@@ -128,6 +130,8 @@ pub struct Node {
     pub pattern: Option<Value>,
     /// `maxLength` on a string-like element.
     pub max_length: Option<usize>,
+    /// Its `constraint`s, in [`Model::invariants`].
+    pub invariants: Vec<InvariantId>,
 }
 
 /// A compiled StructureDefinition.
@@ -158,6 +162,8 @@ pub struct Model {
     pub element: Option<TypeId>,
     /// Primitive types.
     pub primitives: Primitives,
+    /// Every distinct FHIRPath invariant, parsed once.
+    pub invariants: invariant::Table,
 }
 
 impl Model {
@@ -175,6 +181,7 @@ impl Model {
             by_url: &by_url,
             primitives: &primitives,
             defs,
+            invariants: RefCell::new(invariant::Compiler::default()),
         };
         let compiled: Vec<TypeDef> = urls
             .iter()
@@ -186,6 +193,7 @@ impl Model {
             .filter(|(d, _)| d.kind == Kind::Resource && !d.is_abstract && is_base(d))
             .map(|(d, i)| (d.type_name.clone(), i))
             .collect();
+        let invariants = resolver.invariants.into_inner().finish();
         let element = by_url
             .get("http://hl7.org/fhir/StructureDefinition/Element")
             .copied();
@@ -195,6 +203,7 @@ impl Model {
             resources,
             element,
             primitives,
+            invariants,
         }
     }
 
@@ -223,6 +232,7 @@ struct Resolver<'a> {
     by_url: &'a HashMap<Box<str>, TypeId>,
     primitives: &'a Primitives,
     defs: &'a Definitions,
+    invariants: RefCell<invariant::Compiler>,
 }
 
 impl Resolver<'_> {
@@ -363,6 +373,7 @@ fn compile_element(e: &Value, path: &str, root: bool, kind: Kind, r: &Resolver<'
             .get("maxLength")
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok()),
+        invariants: r.invariants.borrow_mut().element(e),
     }
 }
 

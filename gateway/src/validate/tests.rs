@@ -1,6 +1,7 @@
 //! Tests of the base validator: hand-written resources per check, then Synthea data and the HL7 cases.
 
 mod corpus;
+mod examples;
 mod profiles;
 
 use serde_json::{json, Value};
@@ -332,7 +333,7 @@ fn attachment_size_and_bundle_full_url() {
     // HL7 validator cases attachment-with-wrong-size and bundle-duplicate-id.
     let media = |size: u64| {
         json!({"resourceType": "Media", "status": "completed",
-        "content": {"data": "aGVscCBpJ20gYSBidWc=", "size": size}})
+        "content": {"contentType": "text/plain", "data": "aGVscCBpJ20gYSBidWc=", "size": size}})
     };
     assert!(is_valid(&check(media(14))));
     has(media(100), IssueType::Structure, "Media.content");
@@ -347,4 +348,101 @@ fn attachment_size_and_bundle_full_url() {
         {"fullUrl": "urn:uuid:2aaf815f-3ebe-4a03-9b87-05d0700313b2",
          "resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}]})
     )));
+}
+
+#[test]
+fn invariants_report_key_human_and_location() {
+    // HL7 validator case risk-assessment-probability-range: ras-2 on the prediction.
+    let out = check(json!({"resourceType": "RiskAssessment", "status": "final",
+        "subject": {"reference": "Patient/1"}, "prediction": [{"probabilityDecimal": 120}]}));
+    let inv: Vec<_> = out
+        .issues
+        .iter()
+        .filter(|i| i.code == IssueType::Invariant)
+        .collect();
+    assert_eq!(inv.len(), 1, "{out:?}");
+    assert_eq!(inv[0].expression, vec!["RiskAssessment.prediction[0]"]);
+    assert!(inv[0].diagnostics.starts_with("ras-2: "), "{inv:?}");
+    // A data type's invariant (per-1) at the element holding it.
+    has(
+        json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+               "period": {"start": "2020-01-02", "end": "2020-01-01"}}),
+        IssueType::Invariant,
+        "Encounter.period",
+    );
+    // A backbone element's invariant (pat-1).
+    has(
+        json!({"resourceType": "Patient", "contact": [{"relationship": [{"text": "x"}]}]}),
+        IssueType::Invariant,
+        "Patient.contact[0]",
+    );
+}
+
+#[test]
+fn invariants_see_the_right_resources() {
+    // ref-1 and dom-3: a contained resource refers to a sibling through the container.
+    let obs = |subject: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "contained": [{"resourceType": "Patient", "id": "p1"},
+                          {"resourceType": "Group", "id": "g", "type": "person", "actual": true,
+                           "member": [{"entity": {"reference": "#p1"}}]}],
+            "subject": {"reference": subject}})
+    };
+    assert!(is_valid(&check(obs("#g"))), "{:?}", check(obs("#g")));
+    has(obs("#nope"), IssueType::Invariant, "Observation.subject");
+    // The same Observation as a Bundle entry: it is its own %resource and %rootResource.
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:2aaf815f-3ebe-4a03-9b87-05d0700313b2", "resource": obs("#g")}]});
+    assert!(is_valid(&check(bundle.clone())), "{:?}", check(bundle));
+}
+
+#[test]
+fn best_practice_invariants_only_warn_and_only_when_asked() {
+    let p = json!({"resourceType": "Patient"});
+    assert!(check(p.clone()).issues.is_empty());
+    let out =
+        Validator::r4().validate_with(&p, &super::ValidateOptions::default().best_practice(true));
+    assert!(is_valid(&out));
+    assert!(
+        out.issues
+            .iter()
+            .any(|i| i.diagnostics.starts_with("dom-6: ")),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn invariant_engine_workarounds() {
+    // R4 example TestScript-testscript-example-history: `response.count()` in tst-5 must not count
+    // `responseCode` (the engine reads any `response<Upper>` property as a choice form).
+    let ts = |assert: Value| {
+        json!({"resourceType": "TestScript", "url": "http://x.org/t", "name": "t", "status": "draft",
+               "setup": {"action": [{"assert": assert}]}})
+    };
+    assert!(is_valid(&check(ts(
+        json!({"direction": "response", "operator": "in",
+        "responseCode": "200,204", "warningOnly": false})
+    ))));
+    has(
+        ts(json!({"response": "okay", "responseCode": "200", "warningOnly": false})),
+        IssueType::Invariant,
+        "TestScript.setup.action[0].assert",
+    );
+    // R4 example Questionnaire-bb: que-7 with a boolean answer (native: the engine's `is Boolean`
+    // is false for a FHIR boolean).
+    let q = |answer: Value| {
+        let mut ew = json!({"question": "a", "operator": "exists"});
+        ew.as_object_mut()
+            .unwrap()
+            .extend(answer.as_object().unwrap().clone());
+        json!({"resourceType": "Questionnaire", "status": "draft",
+               "item": [{"linkId": "a", "type": "boolean"},
+                        {"linkId": "b", "type": "string", "enableWhen": [ew]}]})
+    };
+    assert!(is_valid(&check(q(json!({"answerBoolean": true})))));
+    has(
+        q(json!({"answerString": "x"})),
+        IssueType::Invariant,
+        "Questionnaire.item[1].enableWhen[0]",
+    );
 }

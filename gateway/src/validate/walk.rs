@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::extension::Site;
+use super::invariant::{self, InvariantId, Level};
 use super::model::{Child, Kind, Model, Node, Strength, Target, TypeDef, TypeRef, UNBOUNDED};
 use super::path::{Path, Seg};
 use super::primitive::json_kind_of;
@@ -19,6 +20,10 @@ pub struct Walker<'a> {
     path: Path<'a>,
     /// How many Extensions enclose the current object: nested ones name themselves with relative URLs.
     ext_depth: u32,
+    /// The enclosing resources, innermost last, each with the index of its `%rootResource`.
+    resources: Vec<(&'a Value, usize)>,
+    /// Whether best-practice (warning) invariants are checked too.
+    pub best_practice: bool,
     /// Issues in document order.
     pub issues: Vec<Issue>,
     /// Known profiles and extension definitions: `meta.profile` and extensions are checked against them.
@@ -38,6 +43,8 @@ impl<'a> Walker<'a> {
             terms,
             path: Path::default(),
             ext_depth: 0,
+            resources: Vec::new(),
+            best_practice: false,
             issues: Vec::new(),
             profiles: None,
             sites: Vec::new(),
@@ -77,6 +84,11 @@ impl<'a> Walker<'a> {
 
     /// Validates a resource: the outermost one (`top`), or one nested where the caller's path points.
     pub fn resource(&mut self, v: &'a Value, top: bool) {
+        self.nested_resource(v, top, false);
+    }
+
+    /// [`Self::resource`]; a `contained` one keeps its container as `%rootResource`.
+    fn nested_resource(&mut self, v: &'a Value, top: bool, contained: bool) {
         let Some(obj) = v.as_object() else {
             return self.error(
                 IssueType::Structure,
@@ -98,9 +110,16 @@ impl<'a> Walker<'a> {
         match self.model.resources.get(rt) {
             Some(&tid) => {
                 let def = self.model.def(tid);
+                let root = match self.resources.last() {
+                    Some(&(_, root)) if contained => root,
+                    _ => self.resources.len(),
+                };
+                self.resources.push((v, root));
                 self.in_site((&def.type_name, &def.type_name, true, Some(v)), |w| {
                     w.object(def, 0, obj, true)
                 });
+                self.invariants(&def.node(0).invariants, &[], v, Some((def, 0)));
+                self.resources.pop();
                 if let Some(reg) = self.profiles {
                     let loc = self.path.render();
                     super::meta_profiles(reg, self.terms, v, loc, &mut self.issues);
@@ -345,6 +364,65 @@ impl<'a> Walker<'a> {
                 );
             }
         }
+        // A complex type's own invariants sit on its root element; resources check theirs themselves.
+        let (type_root, shape) = match n.types.get(usize::from(child.ty)).map(|t| t.target) {
+            _ if n.children_of.is_some() => (&[][..], n.children_of.map(|h| (def, h))),
+            Some(Target::Complex(tid)) => {
+                let d = self.model.def(tid);
+                (&d.node(0).invariants[..], Some((d, 0)))
+            }
+            _ => (&[][..], None),
+        };
+        self.invariants(&n.invariants, type_root, v, shape);
+    }
+
+    /// Checks an element's invariants, then those of its type not already among them. `shape` is the
+    /// definition and node whose children the value holds, to tell choice properties apart.
+    fn invariants(
+        &mut self,
+        own: &[InvariantId],
+        of_type: &[InvariantId],
+        v: &'a Value,
+        shape: Option<(&'a TypeDef, u32)>,
+    ) {
+        if own.is_empty() && of_type.is_empty() {
+            return;
+        }
+        let (resource, root) = match self.resources.last() {
+            Some(&(r, root)) => (r, self.resources.get(root).map_or(r, |x| x.0)),
+            None => (v, v),
+        };
+        let scope = invariant::Scope { resource, root };
+        let model = self.model;
+        let ids = own
+            .iter()
+            .chain(of_type.iter().filter(|i| !own.contains(i)))
+            .copied();
+        let mut failed = Vec::new();
+        let is_choice = |key: &str, root: &str| {
+            shape.is_some_and(|(d, node)| {
+                let holder = d.node(d.node(node).children_of.unwrap_or(node));
+                holder.children.get(key).is_some_and(|c| {
+                    let n = d.node(c.node);
+                    n.choice && &*n.name == root
+                })
+            })
+        };
+        model
+            .invariants
+            .check(ids, v, scope, &is_choice, self.best_practice, &mut failed);
+        for f in failed {
+            let inv = f.invariant;
+            let severity = match inv.level {
+                Level::Error => Severity::Error,
+                Level::Warning => Severity::Warning,
+            };
+            self.report(
+                severity,
+                IssueType::Invariant,
+                format!("{}: {}", inv.key, inv.human),
+            );
+        }
     }
 
     fn typed(&mut self, n: &'a Node, t: &'a TypeRef, v: &'a Value) {
@@ -380,7 +458,7 @@ impl<'a> Walker<'a> {
                 }
                 None => self.not_object(v),
             },
-            Target::Resource => self.resource(v, false),
+            Target::Resource => self.nested_resource(v, false, &*n.name == "contained"),
             Target::Unknown => {}
         }
     }
