@@ -10,6 +10,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "test upstream (sekmet-fhir, cached virtualenv)"
 bash tests/upstream/sekmet.sh install
 
+step "pinned FHIR packages for the corpus tests (R4 examples; cached in target/fhir-packages)"
+python3 profiles/build-definitions.py --fetch-only --tarballs target/fhir-packages
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

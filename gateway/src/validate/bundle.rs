@@ -28,8 +28,14 @@ pub fn check(bundle: &Value, at: &str) -> Vec<Issue> {
             by_url.entry(u).or_insert(i);
         }
         let Some(resource) = resource else { continue };
+        // Requests may create resources with no identity yet; responses and search outcomes may carry
+        // resources that have none (R4 §bundle.html#fullUrl).
+        let exempt = matches!(
+            kind,
+            "transaction" | "batch" | "transaction-response" | "batch-response"
+        ) || e.pointer("/search/mode").and_then(Value::as_str) == Some("outcome");
         match full_url {
-            None if !matches!(kind, "transaction" | "batch") => issues.push(
+            None if !exempt => issues.push(
                 Issue::error(
                     IssueType::Invalid,
                     "except in transactions and batches, each entry with a resource must have a \

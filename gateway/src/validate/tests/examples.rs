@@ -20,6 +20,10 @@ const TARBALL: &str = "hl7.fhir.r4.examples-4.0.1.tgz";
 const SHA512: &str = "0d705d21939e41a48a220094ef0e87382eecc3fe81cf29668a92e4056e1ffffa53f8173de31fbc2c89b04ddbda35384f2683b3a41cefc40ccdaa37aedd7ff32f";
 
 /// Examples that are invalid in R4 4.0.1 itself (file name in the package, why).
+/// R4 §bundle.html: a RESTful `fullUrl` must agree with the resource's id (`Patient/pat12` holding the
+/// Patient `pat2`); the HL7 validator reports it as an error too.
+const FULLURL_ID: &str = "an entry's fullUrl names another id than its resource's";
+
 const KNOWN_INVALID: &[(&str, &str)] = &[
     ("ActivityDefinition-blood-tubes-supply.json", EMPTY_DIV),
     ("ActivityDefinition-heart-valve-replacement.json", EMPTY_DIV),
@@ -28,6 +32,15 @@ const KNOWN_INVALID: &[(&str, &str)] = &[
         "Questionnaire-zika-virus-exposure-assessment.json",
         EMPTY_DIV,
     ),
+    (
+        "Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json",
+        FULLURL_ID,
+    ),
+    (
+        "Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json",
+        FULLURL_ID,
+    ),
+    ("Bundle-lri-example.json", FULLURL_ID),
     (
         "Bundle-dataelements.json",
         "bdl-7: entries repeat fullUrls (de-Quantity.value and others) with no meta.versionId",
