@@ -51,7 +51,7 @@ pub struct ValidationConfig {
     pub definitions: Vec<PathBuf>,
     /// Also check writes against HL7's R4 JSON Schema, as a second opinion after the
     /// StructureDefinition walk (which already covers what the schema checks). Off by default: it costs
-    /// several times the walk. `$validate` and `anchorgate validate` always run it.
+    /// about 1.5× the walk again. `$validate` and `anchorgate validate` always run it.
     pub json_schema: bool,
 }
 

@@ -85,7 +85,7 @@ pub struct ValidateOptions {
     /// an error issue: the caller asked for it ([`Validator::knows_profile`] tells beforehand).
     pub profiles: Vec<String>,
     /// Also run the R4 JSON Schema ([`schema`]) as a second opinion when the walk finds no error.
-    /// About 8× the cost of the walk (see `gateway/ARCHITECTURE.md`), so off on the write path unless
+    /// About 1.5× the cost of the walk (see `gateway/ARCHITECTURE.md`), so off on the write path unless
     /// configured; `$validate` and the CLI turn it on.
     pub json_schema: bool,
     /// Also check best-practice (`severity: warning`) invariants such as `dom-6` ("a resource should
