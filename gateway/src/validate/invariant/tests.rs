@@ -125,6 +125,28 @@ fn native_checks_agree_with_the_engine() {
             );
         }
     }
+    // bdl-7: distinct, repeated fullUrl, repeated but different versions, a history, no fullUrls.
+    let entry = |url: &str, version: Option<&str>| {
+        let mut r = json!({"resourceType": "Patient"});
+        if let Some(v) = version {
+            r["meta"] = json!({"versionId": v});
+        }
+        json!({"fullUrl": url, "resource": r})
+    };
+    for (kind, entries) in [
+        ("collection", vec![entry("urn:uuid:a", None), entry("urn:uuid:b", None)]),
+        ("collection", vec![entry("urn:uuid:a", None), entry("urn:uuid:a", None)]),
+        ("collection", vec![entry("urn:uuid:a", Some("1")), entry("urn:uuid:a", Some("2"))]),
+        ("history", vec![entry("urn:uuid:a", None), entry("urn:uuid:a", None)]),
+        ("batch", vec![json!({"request": {"method": "GET", "url": "Patient"}})]),
+    ] {
+        let b = json!({"resourceType": "Bundle", "type": kind, "entry": entries});
+        assert_eq!(
+            native(Native::Bdl7, &b, &b, &b),
+            engine("bdl-7", &b, &b, &b),
+            "bdl-7 on {b}"
+        );
+    }
     // obs-7: no value, component repeating the code, distinct component, component without code.
     let loinc = json!({"system": "http://loinc.org", "code": "85354-9"});
     let other = json!({"system": "http://loinc.org", "code": "8480-6"});
