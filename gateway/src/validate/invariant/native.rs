@@ -22,6 +22,27 @@ pub enum Native {
     /// `bdl-7`: `fullUrl & resource.meta.versionId` is unique among entries (except in histories).
     /// The engine's `isDistinct()` compares every pair: 8.7 s for a 100-patient transaction.
     Bdl7,
+    /// The Bundle invariants that read every entry (`bdl-2`, `bdl-3`, `bdl-4`, `bdl-5`, `bdl-11`,
+    /// `bdl-12`): the engine converts the whole entry list per invariant, 5.7 s for a 100-patient
+    /// transaction; these are single loops.
+    Bundle(BundleRule),
+}
+
+/// Which Bundle-wide invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleRule {
+    /// `entry.search.empty() or (type = 'searchset')`.
+    SearchOnlyInSearchset,
+    /// `entry.all(request.exists() = (type in batch | transaction | history))`.
+    RequestIffBatchOrTransaction,
+    /// `entry.all(response.exists() = (type in batch-response | transaction-response | history))`.
+    ResponseIffResponses,
+    /// On an entry: `resource.exists() or request.exists() or response.exists()`.
+    EntryHasContent,
+    /// `type = 'document' implies entry.first().resource.is(Composition)`.
+    DocumentStartsWithComposition,
+    /// `type = 'message' implies entry.first().resource.is(MessageHeader)`.
+    MessageStartsWithHeader,
 }
 
 impl Native {
@@ -33,6 +54,12 @@ impl Native {
             "obs-7" => Some(Self::Obs7),
             "que-7" => Some(Self::Que7),
             "bdl-7" => Some(Self::Bdl7),
+            "bdl-2" => Some(Self::Bundle(BundleRule::SearchOnlyInSearchset)),
+            "bdl-3" => Some(Self::Bundle(BundleRule::RequestIffBatchOrTransaction)),
+            "bdl-4" => Some(Self::Bundle(BundleRule::ResponseIffResponses)),
+            "bdl-5" => Some(Self::Bundle(BundleRule::EntryHasContent)),
+            "bdl-11" => Some(Self::Bundle(BundleRule::DocumentStartsWithComposition)),
+            "bdl-12" => Some(Self::Bundle(BundleRule::MessageStartsWithHeader)),
             _ => None,
         }
     }
@@ -44,6 +71,7 @@ impl Native {
             Self::Ref1 => ref1(focus, scope.root),
             Self::Obs7 => obs7(focus, scope.resource),
             Self::Bdl7 => bdl7(focus),
+            Self::Bundle(rule) => bundle_rule(rule, focus),
             Self::Que7 => {
                 // No answer at all is an empty `is`, which passes (and min = 1 reports it).
                 let answered = focus
@@ -54,6 +82,46 @@ impl Native {
                     || focus.get("answerBoolean").is_some_and(Value::is_boolean)
             }
         }
+    }
+}
+
+/// The Bundle-wide invariants, each one loop over the entries (or a look at the first).
+fn bundle_rule(rule: BundleRule, focus: &Value) -> bool {
+    let has = |v: &Value, k: &str| v.get(k).is_some_and(|x| !x.is_null());
+    if rule == BundleRule::EntryHasContent {
+        return has(focus, "resource") || has(focus, "request") || has(focus, "response");
+    }
+    let kind = focus
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let entries = focus
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let first_is = |ty: &str| {
+        entries
+            .first()
+            .and_then(|e| e.pointer("/resource/resourceType"))
+            .and_then(Value::as_str)
+            .is_none_or(|t| t == ty)
+    };
+    match rule {
+        BundleRule::SearchOnlyInSearchset => {
+            kind == "searchset" || entries.iter().all(|e| !has(e, "search"))
+        }
+        BundleRule::RequestIffBatchOrTransaction => {
+            let want = matches!(kind, "batch" | "transaction" | "history");
+            entries.iter().all(|e| has(e, "request") == want)
+        }
+        BundleRule::ResponseIffResponses => {
+            let want = matches!(kind, "batch-response" | "transaction-response" | "history");
+            entries.iter().all(|e| has(e, "response") == want)
+        }
+        BundleRule::DocumentStartsWithComposition => kind != "document" || first_is("Composition"),
+        BundleRule::MessageStartsWithHeader => kind != "message" || first_is("MessageHeader"),
+        BundleRule::EntryHasContent => true,
     }
 }
 
