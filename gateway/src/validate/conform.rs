@@ -211,6 +211,21 @@ impl<'a> Checker<'a> {
             if !el.slices.is_empty() {
                 super::slicing::check(self, p, c, &items);
             }
+            if let (true, [item]) = (el.narrative_sources, items.as_slice()) {
+                let missing = super::narrative_control::unsourced(item.value);
+                if !missing.is_empty() {
+                    self.push_item(p, c, item.ty, item.index);
+                    self.err(
+                        IssueType::Invariant,
+                        format!(
+                            "the narrative's top-level nodes must have a class saying their source                              (boilerplate, generated or original); these do not: {} (from {})",
+                            missing.join(", "),
+                            p.url
+                        ),
+                    );
+                    self.pop_item(item.index);
+                }
+            }
             if let (Some(rule), [item]) = (&el.narrative_languages, items.as_slice()) {
                 if let Some(why) = super::narrative_control::check(rule, item.value, obj) {
                     self.push_item(p, c, item.ty, item.index);

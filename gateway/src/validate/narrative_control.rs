@@ -1,13 +1,64 @@
-//! Narrative language control set by a profile (the `narrative-language-control` extension on a
-//! Narrative element): language sections (`<div lang="..">` children of the narrative's root `div`)
-//! prohibited (`_no`), required (`_yes`), required for the resource's own language (`_resource`), or
-//! required for listed languages.
+//! Narrative controls a profile sets on a Narrative element. `narrative-language-control`: language
+//! sections (`<div lang="..">` children of the root `div`) prohibited (`_no`), required (`_yes`),
+//! required for the resource's own language (`_resource`), or required for listed languages.
+//! `narrative-source-control`: every top-level node says where it comes from with a `class` of
+//! `boilerplate`, `generated` or `original`.
 
 use serde_json::{Map, Value};
 
 /// The extension's URL.
 pub const LANGUAGE_CONTROL: &str =
     "http://hl7.org/fhir/StructureDefinition/narrative-language-control";
+
+/// The source-control extension's URL.
+pub const SOURCE_CONTROL: &str = "http://hl7.org/fhir/StructureDefinition/narrative-source-control";
+
+/// Top-level nodes of the narrative `text` without a source class, described for a message (at most 5).
+pub fn unsourced(text: &Value) -> Vec<String> {
+    let Some(div) = text.get("div").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut reader = quick_xml::Reader::from_str(div);
+    let (mut depth, mut out) = (0usize, Vec::new());
+    let sourced = |e: &quick_xml::events::BytesStart<'_>| {
+        e.attributes().flatten().any(|a| {
+            a.key.as_ref() == b"class"
+                && String::from_utf8_lossy(&a.value)
+                    .split_whitespace()
+                    .any(|c| matches!(c, "boilerplate" | "generated" | "original"))
+        })
+    };
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) => {
+                if depth == 1 && !sourced(&e) {
+                    out.push(format!(
+                        "a <{}> element",
+                        String::from_utf8_lossy(e.local_name().as_ref())
+                    ));
+                }
+                depth += 1;
+            }
+            Ok(quick_xml::events::Event::Empty(e)) if depth == 1 && !sourced(&e) => {
+                out.push(format!(
+                    "a <{}> element",
+                    String::from_utf8_lossy(e.local_name().as_ref())
+                ));
+            }
+            Ok(quick_xml::events::Event::Text(t))
+                if depth == 1 && !t.iter().all(u8::is_ascii_whitespace) =>
+            {
+                // Never the text itself: narrative can hold PHI.
+                out.push("text outside any element".to_owned());
+            }
+            Ok(quick_xml::events::Event::End(_)) => depth = depth.saturating_sub(1),
+            Ok(quick_xml::events::Event::Eof) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    out.truncate(5);
+    out
+}
 
 /// What `rule` (the extension's code) finds wrong with the narrative `text` of `resource`, if anything.
 pub fn check(rule: &str, text: &Value, resource: &Map<String, Value>) -> Option<String> {
@@ -115,5 +166,24 @@ mod tests {
         assert_eq!(check("_resource", &two, de.as_object().unwrap()), None);
         assert!(check("fr", &two, en).is_some());
         assert_eq!(check("de pt", &two, en), None);
+    }
+
+    #[test]
+    fn source_rules() {
+        let t = text(
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"> loose <h1 class="boilerplate">a</h1><p>b</p><p class="x generated">c</p><br/></div>"#,
+        );
+        assert_eq!(
+            unsourced(&t),
+            [
+                "text outside any element",
+                "a <p> element",
+                "a <br> element"
+            ]
+        );
+        let ok = text(
+            r#"<div xmlns="http://www.w3.org/1999/xhtml"> <p class="original">a <b>b</b></p> </div>"#,
+        );
+        assert!(unsourced(&ok).is_empty());
     }
 }

@@ -137,6 +137,8 @@ pub struct Elem {
     pub min_length: Option<usize>,
     /// Narrative language control (`narrative-language-control`): `_no`, `_yes`, `_resource` or codes.
     pub narrative_languages: Option<Box<str>>,
+    /// Narrative source control (`narrative-source-control`): every top-level node needs a source class.
+    pub narrative_sources: bool,
     /// `minValue[x]`, with its type suffix.
     pub min_value: Option<(Box<str>, Value)>,
     /// `maxValue[x]`, with its type suffix.
@@ -338,6 +340,7 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
             .and_then(|x| x.get("valueInteger"))
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok()),
+        narrative_sources: extension(e, super::narrative_control::SOURCE_CONTROL).is_some(),
         narrative_languages: extension(e, super::narrative_control::LANGUAGE_CONTROL)
             .and_then(|x| x.get("valueCode").or_else(|| x.get("valueString")))
             .and_then(Value::as_str)
