@@ -238,32 +238,68 @@ impl Validator {
     /// The issues of `resource` (located at `location`) against the profiles `urls` only, without the
     /// base checks; an unknown profile is an error.
     pub fn profile_issues(&self, resource: &Value, urls: &[String], location: &str) -> Vec<Issue> {
-        let root = location;
         let mut issues = Vec::new();
         for url in urls {
-            match self.profiles.lookup(url) {
-                Lookup::Found(p) => {
-                    let mut ck =
-                        conform::Checker::new(&self.profiles, &self.terms, root.to_owned());
-                    profile_root(&mut ck, p, resource);
-                    issues.append(&mut ck.issues);
-                }
-                Lookup::Broken(why) => issues.push(Issue {
-                    severity: Severity::Error,
-                    code: IssueType::NotSupported,
-                    diagnostics: format!("profile {url} cannot be used: {why}"),
-                    expression: vec![root.to_owned()],
-                }),
-                Lookup::Unknown => issues.push(Issue {
-                    severity: Severity::Error,
-                    code: IssueType::NotFound,
-                    diagnostics: format!("profile {url} is unknown"),
-                    expression: vec![root.to_owned()],
-                }),
-            }
+            check_profile(
+                &self.profiles,
+                &self.terms,
+                resource,
+                url,
+                location,
+                true,
+                &mut issues,
+            );
         }
         issues
     }
+}
+
+/// Checks `resource` against the profile `url`. One that cannot be checked is an error when it was
+/// `requested` (the caller asked for it), and a warning when the resource only names it in
+/// `meta.profile`, as the HL7 validator gives.
+fn check_profile(
+    reg: &Profiles,
+    terms: &Terminology,
+    resource: &Value,
+    url: &str,
+    location: &str,
+    requested: bool,
+    issues: &mut Vec<Issue>,
+) {
+    let (severity, code, why) = match reg.lookup(url) {
+        Lookup::Found(p) => {
+            let mut ck = conform::Checker::new(reg, terms, location.to_owned());
+            profile_root(&mut ck, p, resource);
+            issues.append(&mut ck.issues);
+            return;
+        }
+        Lookup::Broken(why) if requested => (
+            Severity::Error,
+            IssueType::NotSupported,
+            format!("profile {url} cannot be used: {why}"),
+        ),
+        Lookup::Broken(why) => (
+            Severity::Warning,
+            IssueType::NotSupported,
+            format!("Profile reference '{url}' has not been checked: {why}"),
+        ),
+        Lookup::Unknown if requested => (
+            Severity::Error,
+            IssueType::NotFound,
+            format!("profile {url} is unknown"),
+        ),
+        Lookup::Unknown => (
+            Severity::Warning,
+            IssueType::NotSupported,
+            format!("Profile reference '{url}' has not been checked because it is unknown"),
+        ),
+    };
+    issues.push(Issue {
+        severity,
+        code,
+        diagnostics: why,
+        expression: vec![location.to_owned()],
+    });
 }
 
 /// Checks a resource against a profile: first that the profile is for its type.
@@ -296,27 +332,7 @@ fn meta_profiles(
         return;
     };
     for url in urls.iter().filter_map(Value::as_str) {
-        match reg.lookup(url) {
-            Lookup::Found(p) => {
-                let mut ck = conform::Checker::new(reg, terms, location.clone());
-                profile_root(&mut ck, p, resource);
-                issues.append(&mut ck.issues);
-            }
-            Lookup::Broken(why) => issues.push(Issue {
-                severity: Severity::Warning,
-                code: IssueType::NotSupported,
-                diagnostics: format!("Profile reference '{url}' has not been checked: {why}"),
-                expression: vec![location.clone()],
-            }),
-            Lookup::Unknown => issues.push(Issue {
-                severity: Severity::Warning,
-                code: IssueType::NotSupported,
-                diagnostics: format!(
-                    "Profile reference '{url}' has not been checked because it is unknown"
-                ),
-                expression: vec![location.clone()],
-            }),
-        }
+        check_profile(reg, terms, resource, url, &location, false, issues);
     }
 }
 
