@@ -571,7 +571,8 @@ def fetch(pkg, cache_dir, tmp):
         path = os.path.join(cache_dir, name)
         source = "local"
     else:
-        dest = cache_dir or tmp
+        # Absolute: npm runs with cwd=tmp, so a relative --pack-destination would land there.
+        dest = os.path.abspath(cache_dir or tmp)
         os.makedirs(dest, exist_ok=True)
         spec = "%s@%s" % (pkg["name"], pkg["version"])
         path = os.path.join(dest, name)
