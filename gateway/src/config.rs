@@ -105,6 +105,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Logging.
     pub log: LogConfig,
+    /// The Merkle ledger writes are anchored in.
+    pub ledger: crate::ledger::LedgerConfig,
 }
 
 /// Which FHIR format the upstream is spoken to in.
@@ -239,6 +241,7 @@ impl Default for Config {
             upstream_client: UpstreamClientConfig::default(),
             tls: None,
             log: LogConfig::default(),
+            ledger: Default::default(),
         }
     }
 }
@@ -376,6 +379,14 @@ impl Config {
         Ok(())
     }
 
+    /// The ledger's directory.
+    pub fn ledger_dir(&self) -> PathBuf {
+        self.ledger
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ledger"))
+    }
+
     /// Checks every setting; runs before anything binds a port or touches the disk.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_base_url("upstream", &self.upstream)?;
@@ -459,6 +470,9 @@ impl Config {
                 ));
             }
         }
+        self.ledger
+            .check()
+            .map_err(|(setting, reason)| invalid(setting, reason))?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod filter;
+pub mod ledger;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;

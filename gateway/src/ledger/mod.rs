@@ -1,0 +1,377 @@
+//! The ledger: an append-only RFC 6962 Merkle log of salted commitments, stored as c2sp tlog-tiles,
+//! with Ed25519-signed c2sp checkpoints and RFC 9162 proofs. The format is specified in
+//! `gateway/LEDGER.md`.
+
+pub mod config;
+pub mod edge;
+pub mod entry;
+pub mod hash;
+pub mod mirror;
+pub mod note;
+pub mod proof;
+pub mod sequencer;
+pub mod source;
+pub mod store;
+pub mod tile;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+pub use config::LedgerConfig;
+use entry::EntryType;
+use hash::Hash;
+use note::{Checkpoint, NoteSigner};
+use sequencer::{AppendError, BatchLimits, Record, Sequencer};
+use source::StoreTiles;
+use store::{Anchor, Store, StoreError};
+
+/// The store's file name inside the ledger directory.
+pub const STORE_FILE: &str = "ledger.sqlite";
+/// The mirror's directory inside the ledger directory.
+pub const MIRROR_DIR: &str = "log";
+
+/// Why the ledger cannot start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// No signing key was configured.
+    #[error("no ledger signing key: set ledger.key_file (made by `anchorgate keygen`) or {}, or ask for a development key with ledger.ephemeral_key = true / --ephemeral-ledger-key", config::ENV_LEDGER_KEY)]
+    NoKey,
+    /// The key could not be read or parsed.
+    #[error("ledger signing key: {0}")]
+    Key(String),
+    /// The store failed or contradicts itself or its checkpoints.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file or thread could not be set up.
+    #[error("ledger: {0}")]
+    Io(String),
+    /// An append did not become durable.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// A proof asked for outside the tree.
+    #[error(transparent)]
+    Proof(#[from] proof::ProofError),
+}
+
+/// A signed checkpoint, as published.
+#[derive(Debug, Clone)]
+pub struct SignedCheckpoint {
+    /// The body.
+    pub checkpoint: Checkpoint,
+    /// The whole signed note.
+    pub note: String,
+}
+
+/// A running ledger.
+#[derive(Debug)]
+pub struct Ledger {
+    dir: PathBuf,
+    signer: NoteSigner,
+    sequencer: Sequencer,
+    readers: Mutex<Vec<Store>>,
+    /// The checkpointer's own write connection (checkpoints table, mirror reads).
+    cp_store: Mutex<Store>,
+    latest: RwLock<Option<Arc<SignedCheckpoint>>>,
+    /// Set when the checkpointer refused to sign (the store contradicts its last checkpoint).
+    refused: AtomicBool,
+    stop: Arc<AtomicBool>,
+    interval: Duration,
+}
+
+/// Reads the signing key as configured.
+pub fn load_key(cfg: &LedgerConfig) -> Result<NoteSigner, LedgerError> {
+    if let Some(path) = &cfg.key_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LedgerError::Key(format!("{}: {e}", path.display())))?;
+        return NoteSigner::parse(&text).map_err(|e| LedgerError::Key(e.to_string()));
+    }
+    if let Ok(text) = std::env::var(config::ENV_LEDGER_KEY) {
+        return NoteSigner::parse(&text)
+            .map_err(|e| LedgerError::Key(format!("{}: {e}", config::ENV_LEDGER_KEY)));
+    }
+    if cfg.ephemeral_key {
+        let signer = NoteSigner::generate("anchorgate.invalid/ephemeral")
+            .map_err(|e| LedgerError::Key(e.to_string()))?;
+        tracing::warn!(
+            verifier = %signer.verifier().encode(),
+            "LEDGER IS USING AN EPHEMERAL DEVELOPMENT KEY: checkpoints cannot be verified after a restart; never use this in production"
+        );
+        return Ok(signer);
+    }
+    Err(LedgerError::NoKey)
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir`: checks the store against its last checkpoint, then starts the
+    /// sequencer and the checkpointer.
+    pub fn open(cfg: &LedgerConfig, dir: &Path) -> Result<Arc<Self>, LedgerError> {
+        let signer = load_key(cfg)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LedgerError::Io(format!("{}: {e}", dir.display())))?;
+        let path = dir.join(STORE_FILE);
+        let store = Store::open(&path, cfg.max_store_bytes)?;
+        // The origin is the log's identity: a different key name means a different log.
+        match store.meta("origin")? {
+            Some(o) if o != signer.name() && !cfg.ephemeral_key => {
+                return Err(LedgerError::Key(format!(
+                    "this store belongs to the log {o:?}, the key is for {:?}",
+                    signer.name()
+                )))
+            }
+            Some(_) => {}
+            None => store.set_meta("origin", signer.name())?,
+        }
+        let size = store.size()?;
+        let latest = match store.latest_checkpoint()? {
+            Some((cp_size, cp_root, note)) => {
+                if size < cp_size {
+                    return Err(StoreError::Inconsistent(format!(
+                        "the store has {size} entries but checkpoint {cp_size} was signed: acknowledged entries are missing; refusing to start (never truncating)"
+                    ))
+                    .into());
+                }
+                let root = hash::root(&StoreTiles::new(&store), cp_size)?;
+                if root != cp_root {
+                    return Err(StoreError::Inconsistent(format!(
+                        "the stored tree of {cp_size} entries does not match its signed checkpoint; refusing to start"
+                    ))
+                    .into());
+                }
+                let checkpoint = Checkpoint::parse(note.split("\n\n").next().unwrap_or(""))
+                    .map(|mut c| {
+                        c.size = cp_size;
+                        c
+                    })
+                    .unwrap_or(Checkpoint {
+                        origin: signer.name().to_owned(),
+                        size: cp_size,
+                        root: cp_root,
+                    });
+                Some(Arc::new(SignedCheckpoint { checkpoint, note }))
+            }
+            None => None,
+        };
+        let edge = edge::Edge::load(&store, size)?;
+        let limits = BatchLimits {
+            max_batch: cfg.batch_max_entries,
+            linger: Duration::from_millis(cfg.batch_linger_ms),
+        };
+        let (sequencer, _thread) = Sequencer::start(store, edge, limits)
+            .map_err(|e| LedgerError::Io(format!("sequencer thread: {e}")))?;
+        let cp_store = Mutex::new(Store::open(&path, cfg.max_store_bytes)?);
+        let ledger = Arc::new(Self {
+            dir: dir.to_owned(),
+            signer,
+            sequencer,
+            readers: Mutex::new(Vec::new()),
+            cp_store,
+            latest: RwLock::new(latest),
+            refused: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
+            interval: Duration::from_millis(cfg.checkpoint_interval_ms),
+        });
+        // Sign at once: the first checkpoint (possibly of the empty tree) is published before any
+        // client can ask for it.
+        ledger.sign_pending()?;
+        let weak = Arc::downgrade(&ledger);
+        let stop = ledger.stop.clone();
+        let interval = ledger.interval;
+        std::thread::Builder::new()
+            .name("ledger-checkpointer".into())
+            .spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(interval);
+                    let Some(l) = weak.upgrade() else { return };
+                    if let Err(e) = l.sign_pending() {
+                        tracing::error!(error = %e, "ledger checkpoint NOT signed");
+                    }
+                }
+            })
+            .map_err(|e| LedgerError::Io(format!("checkpointer thread: {e}")))?;
+        Ok(ledger)
+    }
+
+    /// The verifier key of this log, in signed-note form.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier().encode()
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// Durable entries.
+    pub fn size(&self) -> u64 {
+        self.sequencer.shared().size.load(Ordering::SeqCst)
+    }
+
+    /// Whether writes can be anchored now: the last commit worked and signing was not refused.
+    pub fn healthy(&self) -> bool {
+        self.sequencer.shared().healthy.load(Ordering::SeqCst)
+            && !self.refused.load(Ordering::SeqCst)
+    }
+
+    /// Why the ledger is unhealthy, if it is.
+    pub fn problem(&self) -> Option<String> {
+        if self.refused.load(Ordering::SeqCst) {
+            return Some(
+                "checkpoint signing was refused: the store does not extend the last checkpoint"
+                    .into(),
+            );
+        }
+        if !self.sequencer.shared().healthy.load(Ordering::SeqCst) {
+            return Some(
+                self.sequencer
+                    .shared()
+                    .last_error
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.clone())
+                    .unwrap_or_else(|| "the store refused a write".into()),
+            );
+        }
+        None
+    }
+
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> Option<Arc<SignedCheckpoint>> {
+        self.latest.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Commits to `payload` with a fresh salt and appends the entry; answers the leaf index once it is
+    /// durable. The same (type, id, version) with the same content is anchored once.
+    pub async fn anchor(
+        self: &Arc<Self>,
+        kind: EntryType,
+        payload: &[u8],
+        resource: Option<(&str, &str, Option<&str>)>,
+    ) -> Result<u64, LedgerError> {
+        use sha2::{Digest, Sha256};
+        let canonical_sha256: Hash = Sha256::digest(payload).into();
+        if let Some((t, id, Some(v))) = resource {
+            let (t, id, v) = (t.to_owned(), id.to_owned(), v.to_owned());
+            let found = self.read(move |s| s.find(&t, &id, Some(&v))).await?;
+            if let Some(a) = found {
+                if a.kind == kind as u8 && a.canonical_sha256 == Some(canonical_sha256) {
+                    return Ok(a.leaf);
+                }
+            }
+        }
+        let salt = entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
+        let record = Record {
+            kind,
+            commitment: entry::commitment(kind, &salt, payload),
+            anchor: Anchor {
+                leaf: 0,
+                kind: kind as u8,
+                rtype: resource.map(|r| r.0.to_owned()),
+                rid: resource.map(|r| r.1.to_owned()),
+                version: resource.and_then(|r| r.2.map(str::to_owned)),
+                salt: Some(salt),
+                canonical_sha256: Some(canonical_sha256),
+                erased: false,
+            },
+        };
+        Ok(self.sequencer.append(record).await?)
+    }
+
+    /// Runs `f` on a read connection, off the async threads.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, LedgerError>
+    where
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.read_blocking(f))
+            .await
+            .map_err(|e| LedgerError::Io(format!("reader task: {e}")))?
+    }
+
+    /// Runs `f` on a read connection from the pool.
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, LedgerError> {
+        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
+        let store = match pooled {
+            Some(s) => s,
+            None => Store::open_reader(&self.dir.join(STORE_FILE))?,
+        };
+        let out = f(&store);
+        if let Ok(mut p) = self.readers.lock() {
+            if p.len() < 16 {
+                p.push(store);
+            }
+        }
+        Ok(out?)
+    }
+
+    /// Signs a checkpoint if there are entries the last one does not cover, after checking that the
+    /// stored tree extends the last checkpoint; refuses (and marks the ledger unhealthy) otherwise.
+    pub fn sign_pending(&self) -> Result<(), LedgerError> {
+        let size = self.size();
+        let last = self.checkpoint();
+        if last.as_ref().is_some_and(|c| c.checkpoint.size >= size) {
+            return Ok(());
+        }
+        let (root, consistent) = self.read_blocking(|s| {
+            let tiles = StoreTiles::new(s);
+            let root = hash::root(&tiles, size)?;
+            let consistent = match &last {
+                None => Ok(()),
+                Some(c) => {
+                    let old = c.checkpoint.size;
+                    match proof::consistency(&tiles, old, size)? {
+                        Ok(p) => {
+                            proof::verify_consistency(old, size, &c.checkpoint.root, &root, &p)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            Ok((root, consistent))
+        })?;
+        if let Err(e) = consistent {
+            self.refused.store(true, Ordering::SeqCst);
+            tracing::error!(error = %e, size, "REFUSING to sign: the stored tree is not consistent with the last checkpoint");
+            return Err(e.into());
+        }
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root,
+        };
+        let note = self
+            .signer
+            .sign(&checkpoint.text())
+            .map_err(|e| LedgerError::Key(e.to_string()))?;
+        // Recorded durably before it is published, so a published checkpoint is never forgotten.
+        let writer = self
+            .cp_store
+            .lock()
+            .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))?;
+        writer.save_checkpoint(size, &root, &note)?;
+        let old = last.as_ref().map_or(0, |c| c.checkpoint.size);
+        if let Err(e) = mirror::export(&writer, &self.dir.join(MIRROR_DIR), old, size, &note) {
+            tracing::warn!(error = %e, "ledger mirror not updated");
+        }
+        if let Ok(mut g) = self.latest.write() {
+            *g = Some(Arc::new(SignedCheckpoint { checkpoint, note }));
+        }
+        Ok(())
+    }
+
+    /// Stops the checkpointer after one last signing (graceful shutdown).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.sign_pending() {
+            tracing::error!(error = %e, "final ledger checkpoint NOT signed");
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests;
