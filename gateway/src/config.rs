@@ -29,6 +29,9 @@ pub const ENV_LOG: &str = "ANCHORGATE_LOG";
 /// Environment variable overriding [`LogConfig::format`].
 pub const ENV_LOG_FORMAT: &str = "ANCHORGATE_LOG_FORMAT";
 
+/// Env var naming the ledger's signing key file.
+pub const ENV_LEDGER_KEY_FILE: &str = "ANCHORGATE_LEDGER_KEY_FILE";
+
 /// A configuration that cannot be used; the message says which setting and why.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -217,6 +220,10 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// See [`LogConfig::format`].
     pub log_format: Option<String>,
+    /// See [`crate::ledger::LedgerConfig::key_file`].
+    pub ledger_key_file: Option<PathBuf>,
+    /// See [`crate::ledger::LedgerConfig::ephemeral_key`].
+    pub ephemeral_ledger_key: bool,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -357,6 +364,12 @@ impl Config {
         }
         if let Some(v) = o.data_dir {
             self.data_dir = v;
+        }
+        if let Some(v) = o.ledger_key_file {
+            self.ledger.key_file = Some(v);
+        }
+        if o.ephemeral_ledger_key {
+            self.ledger.ephemeral_key = true;
         }
         if let Some(v) = o.worker_threads {
             self.worker_threads = v;

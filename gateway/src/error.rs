@@ -73,6 +73,12 @@ pub enum GatewayError {
     /// A bug or resource failure inside the gateway.
     #[error("internal gateway error (request id {0})")]
     Internal(String),
+    /// The ledger cannot anchor now, so writes are refused before they reach the upstream.
+    #[error("writes are refused: the ledger cannot make entries durable ({0})")]
+    LedgerUnavailable(String),
+    /// Something the gateway itself serves (a tile, a proof, an anchor) does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl GatewayError {
@@ -90,7 +96,9 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamTimeout(_)
             | GatewayError::UpstreamBadResponse(_) => Side::Upstream,
-            GatewayError::Internal(_) | GatewayError::Overloaded => Side::Internal,
+            GatewayError::Internal(_)
+            | GatewayError::Overloaded
+            | GatewayError::LedgerUnavailable(_) => Side::Internal,
             _ => Side::Downstream,
         }
     }
@@ -119,6 +127,8 @@ impl GatewayError {
             E::UpstreamTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, IssueType::Timeout),
             E::UpstreamBadResponse(_) => (StatusCode::BAD_GATEWAY, IssueType::Exception),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
+            E::LedgerUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
         }
     }
 
@@ -149,7 +159,7 @@ impl GatewayError {
         let mut resp = outcome_response(status, &self.outcome(), format);
         let headers = resp.headers_mut();
         match &self {
-            GatewayError::Overloaded => {
+            GatewayError::Overloaded | GatewayError::LedgerUnavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::Route(RouteError::MethodNotAllowed { allowed, .. }) => {

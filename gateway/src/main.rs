@@ -42,6 +42,19 @@ enum Command {
     /// are valid, 1 if any is not, 2 on a usage error (a file that cannot be read or loaded, an unknown
     /// profile).
     Validate(ValidateArgs),
+    /// Make an Ed25519 signing key for the ledger (or a token issuer): writes it to --out with mode
+    /// 0600 and prints the verifier key in signed-note form (name+keyid+base64) on stdout.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// The key name; for the ledger, the log's origin line (e.g. fhir.example.org/ledger).
+    #[arg(long)]
+    origin: String,
+    /// Where to write the signing key; an existing file is never overwritten.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +98,12 @@ struct ConfigArgs {
     /// Log format: json or pretty.
     #[arg(long, env = config::ENV_LOG_FORMAT)]
     log_format: Option<String>,
+    /// The ledger's signing key file (from `anchorgate keygen`).
+    #[arg(long, env = config::ENV_LEDGER_KEY_FILE)]
+    ledger_key_file: Option<PathBuf>,
+    /// Development only: sign the ledger with a throw-away key made at start (logged loudly).
+    #[arg(long)]
+    ephemeral_ledger_key: bool,
 }
 
 impl ConfigArgs {
@@ -101,6 +120,8 @@ impl ConfigArgs {
             worker_threads: self.worker_threads,
             log_level: self.log,
             log_format: self.log_format,
+            ledger_key_file: self.ledger_key_file,
+            ephemeral_ledger_key: self.ephemeral_ledger_key,
         })?;
         cfg.validate()?;
         Ok(cfg)
@@ -122,7 +143,37 @@ fn main() -> ExitCode {
             Err(e) => usage_error(&e),
         },
         Command::Validate(args) => validate_files(&args),
+        Command::Keygen(args) => keygen(&args),
     }
+}
+
+fn keygen(args: &KeygenArgs) -> ExitCode {
+    use std::io::Write;
+    let signer = match anchorgate::ledger::note::NoteSigner::generate(&args.origin) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("anchorgate keygen: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let written = opts.open(&args.out).and_then(|mut f| {
+        f.write_all(signer.encode().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        eprintln!("anchorgate keygen: {}: {e}", args.out.display());
+        return ExitCode::from(2);
+    }
+    println!("{}", signer.verifier().encode());
+    ExitCode::SUCCESS
 }
 
 /// The validator for a `validate` run (the embedded one, or an overlay with `--load` and file
@@ -275,7 +326,12 @@ fn serve(cfg: Config) -> ExitCode {
     };
     let result = rt.block_on(async move {
         let gw = Arc::new(Gateway::new(cfg).map_err(server::ServeError::from)?);
-        server::serve(gw, shutdown_signal()).await
+        let served = server::serve(gw.clone(), shutdown_signal()).await;
+        // Drained: sign what the last requests anchored.
+        if let Some(ledger) = &gw.ledger {
+            ledger.shutdown();
+        }
+        served
     });
     match result {
         Ok(()) => {
@@ -285,7 +341,12 @@ fn serve(cfg: Config) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "cannot serve");
             eprintln!("anchorgate: {e}");
-            ExitCode::FAILURE
+            // What the operator must fix before the gateway can start (no key, a store that contradicts
+            // its checkpoints) is a usage error, like a bad config; a lost port is a runtime failure.
+            match e {
+                server::ServeError::State(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

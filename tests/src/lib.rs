@@ -163,6 +163,10 @@ pub struct Gateway {
     pub base: String,
     /// Where its stderr (the JSON log) goes.
     pub log: PathBuf,
+    /// Its data directory (the ledger lives in `ledger/` below it).
+    pub data_dir: PathBuf,
+    /// The ledger's verifier key (signed-note form), from `anchorgate keygen`.
+    pub verifier: String,
 }
 
 /// How to start a gateway.
@@ -189,14 +193,27 @@ impl Gateway {
         let port = free_port();
         let dir = work_dir(&format!("gateway-{port}"));
         let log = dir.join("gateway.log");
+        let data_dir = dir.join("data");
+        // A real signing key per gateway, made the way an operator makes one.
+        let key = dir.join("ledger.key");
+        let keygen = Command::new(gateway_bin())
+            .args(["keygen", "--origin", &format!("test.anchorgate/{port}")])
+            .arg("--out")
+            .arg(&key)
+            .output()
+            .expect("run anchorgate keygen");
+        assert!(keygen.status.success(), "keygen: {keygen:?}");
+        let verifier = String::from_utf8_lossy(&keygen.stdout).trim().to_owned();
         let mut cmd = Command::new(gateway_bin());
         cmd.arg("serve")
+            .arg("--ledger-key-file")
+            .arg(&key)
             .arg("--upstream")
             .arg(upstream)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
-            .arg(dir.join("data"))
+            .arg(&data_dir)
             .args(&opts.args)
             .env_remove("ANCHORGATE_PUBLIC_BASE")
             .env("ANCHORGATE_LOG", "info")
@@ -218,6 +235,8 @@ impl Gateway {
             port,
             base: format!("http://127.0.0.1:{port}/fhir"),
             log,
+            data_dir,
+            verifier,
         };
         let scheme = if opts.https { "https" } else { "http" };
         if !opts.https {

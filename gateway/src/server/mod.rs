@@ -1,10 +1,13 @@
 //! Ingress: the listener, TLS termination, HTTP/1.1 and HTTP/2 connections, and graceful shutdown.
 
 pub mod admin;
+pub mod anchor;
 pub mod bridge;
+pub mod ledger_api;
 pub mod patch;
 pub mod pipeline;
 pub mod public_base;
+pub mod readback;
 pub mod stack;
 pub mod state;
 pub mod tls;

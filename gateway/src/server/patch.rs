@@ -5,19 +5,17 @@
 //! upstream then answers 412 instead of patching a version nobody validated.
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, ETAG, IF_MATCH};
+use http::header::{AUTHORIZATION, ETAG, IF_MATCH};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
-use http_body_util::Full;
+use http::{HeaderValue, StatusCode};
 use serde_json::Value;
 
-use super::bridge;
-use crate::body::{self, CollectError};
+use super::readback;
 use crate::error::GatewayError;
 use crate::fhir::format::body_kind;
 use crate::fhir::outcome::{Issue, IssueType, Severity};
-use crate::fhir::parse::{parse, parse_wellformed, ParseError};
-use crate::fhir::{BodyKind, Format, Interaction, OperationOutcome, Route};
+use crate::fhir::parse::{parse_wellformed, ParseError};
+use crate::fhir::{BodyKind, Interaction, OperationOutcome, Route};
 use crate::server::state::Gateway;
 use crate::validate::enforce::{self, Findings, ValidationMode};
 use crate::validate::patch::{apply_fhirpath_patch, apply_json_patch, PatchError};
@@ -143,19 +141,15 @@ async fn fetch_current(
         ),
         _ => return Ok(None),
     };
-    let format = bridge::fixed(gw.config.upstream_format).unwrap_or(Format::Json);
-    let mut headers = HeaderMap::new();
-    headers.insert(ACCEPT, format.content_type());
-    // The read runs with the client's own credentials: it must not see more than the client may.
-    if let Some(auth) = parts.headers.get(AUTHORIZATION) {
-        headers.insert(AUTHORIZATION, auth.clone());
-    }
-    let mut req = Request::new(Full::new(Bytes::new()));
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = gw.upstream.uri_for(&rest, q.as_deref())?;
-    *req.headers_mut() = headers;
-    let resp = gw.upstream.send(req).await?;
-    let status = resp.status();
+    let fetched = readback::get(
+        gw,
+        parts.headers.get(AUTHORIZATION),
+        &rest,
+        q.as_deref(),
+        "reading the current version to check a PATCH",
+    )
+    .await?;
+    let status = fetched.status;
     if status.is_client_error() {
         return Ok(None);
     }
@@ -164,26 +158,11 @@ async fn fetch_current(
             "reading the current version to check a PATCH gave {status}"
         )));
     }
-    let (rparts, body) = resp.into_parts();
-    let bytes = body::collect(
-        body,
-        gw.config.limits.max_response_body,
-        gw.config.timeouts.upstream_body(),
-    )
-    .await
-    .map_err(|e| match e {
-        CollectError::Timeout(d) => GatewayError::UpstreamTimeout(d.as_millis()),
-        e => GatewayError::UpstreamBadResponse(format!("reading the current version: {e:?}")),
-    })?;
-    let resp_format = match body_kind(&rparts.headers) {
-        BodyKind::Fhir(f) => f,
-        _ => format,
-    };
-    let value = parse(resp_format, &bytes).map_err(|e| {
-        GatewayError::UpstreamBadResponse(format!("the current version is not FHIR: {e}"))
+    let value = fetched.value.ok_or_else(|| {
+        GatewayError::UpstreamBadResponse("the current version came without a FHIR body".into())
     })?;
     if route.interaction == Interaction::Patch {
-        return Ok(Some((value, rparts.headers.get(ETAG).cloned())));
+        return Ok(Some((value, fetched.headers.get(ETAG).cloned())));
     }
     // A conditional patch: exactly one match, or the upstream decides (404 or 412).
     let entries: Vec<&Value> = value

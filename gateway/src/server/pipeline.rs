@@ -21,7 +21,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{bridge, patch, public_base, validate_op, ConnInfo};
+use super::{anchor, bridge, ledger_api, patch, public_base, validate_op, ConnInfo};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::fhir::format::{body_kind, negotiate};
@@ -65,7 +65,10 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
     let result = if admin_route {
         match admin::handle(&gw, &method, &path).await {
             Some(r) => r,
-            None => Err(GatewayError::NoEndpoint(format!("{}/", gw.fhir_path))),
+            None => match ledger_api::handle(&gw, &method, &path, req.uri().query()).await {
+                Some(r) => r,
+                None => Err(GatewayError::NoEndpoint(format!("{}/", gw.fhir_path))),
+            },
         }
     } else {
         match gw.limiter.clone().try_acquire_owned() {
@@ -247,6 +250,19 @@ async fn fhir(
         findings = checked.findings;
         pin = checked.if_match;
     }
+    // Anchoring: refuse writes the ledger cannot anchor before they reach the EHR, and learn now what
+    // the write will need to be anchored afterwards.
+    let write = match (&gw.ledger, anchor::is_anchored(route.interaction)) {
+        (Some(ledger), true) => {
+            if !ledger.healthy() {
+                return Err(GatewayError::LedgerUnavailable(
+                    ledger.problem().unwrap_or_default(),
+                ));
+            }
+            Some(write_context(gw, &parts, &route, query.as_deref(), kind, &body).await?)
+        }
+        _ => None,
+    };
     let body = rehome_request_body(gw, &parts, &public, body)?;
 
     // Upstream, in its own format when one is configured.
@@ -287,8 +303,54 @@ async fn fhir(
         public: &public,
         client_format,
         findings: findings.as_ref(),
+        write: write.as_ref(),
     };
     response_filter(gw, filtered, up_resp).await
+}
+
+/// What anchoring a write will need: the request Bundle of a batch or transaction, and the ids a
+/// conditional delete is about to delete (resolved now, with the client's credentials).
+async fn write_context<'a>(
+    gw: &Gateway,
+    parts: &Parts,
+    route: &'a Route,
+    query: Option<&str>,
+    kind: BodyKind,
+    body: &Bytes,
+) -> Result<anchor::Write<'a>, GatewayError> {
+    let auth = parts.headers.get(http::header::AUTHORIZATION).cloned();
+    let request_bundle = match (route.interaction, kind) {
+        (Interaction::BatchOrTransaction, BodyKind::Fhir(f)) => {
+            crate::fhir::parse::parse_wellformed(f, body).ok()
+        }
+        _ => None,
+    };
+    let mut deleted_ids = Vec::new();
+    if route.interaction == Interaction::ConditionalDelete {
+        let rt = route.resource_type.unwrap_or_default();
+        let q = format!("{}&_elements=id&_count=1000", query.unwrap_or_default());
+        let found = super::readback::get(gw, auth.as_ref(), rt, Some(&q), "resolving a conditional delete")
+            .await?;
+        if found.status == StatusCode::OK {
+            deleted_ids = found
+                .value
+                .as_ref()
+                .and_then(|b| b.get("entry"))
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|e| e.pointer("/search/mode").and_then(serde_json::Value::as_str) != Some("outcome"))
+                .filter_map(|e| e.pointer("/resource/id").and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+                .collect();
+        }
+    }
+    Ok(anchor::Write {
+        route,
+        auth,
+        request_bundle,
+        deleted_ids,
+    })
 }
 
 /// The FHIRPath root of a request body: its resource type, or what the interaction carries.
@@ -415,6 +477,8 @@ struct ResponseFilter<'a> {
     client_format: Option<Format>,
     /// `warn`-mode validation findings to carry to the client.
     findings: Option<&'a Findings>,
+    /// The write to anchor once the upstream accepted it.
+    write: Option<&'a anchor::Write<'a>>,
 }
 
 /// Cleans the upstream response and re-homes every upstream URL under the public base.
@@ -429,10 +493,46 @@ async fn response_filter(
         public,
         client_format,
         findings,
+        write,
     } = f;
     let (mut parts, body) = resp.into_parts();
     hop::strip_hop_by_hop(&mut parts.headers);
     let map = BaseMap::new(gw.upstream.base(), public);
+
+    // Anchoring reads the answer as the upstream sent it, before anything is rewritten.
+    let body = if let (Some(w), Some(ledger), true) = (write, &gw.ledger, parts.status.is_success()) {
+        let bytes = collect_upstream(gw, body).await?;
+        let format = match body_kind(&parts.headers) {
+            BodyKind::Fhir(f) => Some(f),
+            _ => None,
+        };
+        let bundle = route.interaction == Interaction::BatchOrTransaction;
+        let mut bytes = bytes;
+        match anchor::anchor_write(gw, ledger, w, &parts.headers, &bytes, format).await {
+            Ok(leaves) => {
+                if let Some(v) = anchor::leaf_header(&leaves, bundle) {
+                    parts.headers.insert(anchor::LEAF_HEADER, v);
+                }
+                if let (true, Some(f)) = (bundle, format) {
+                    if let Some(marked) = mark_bundle(f, &bytes, &leaves) {
+                        bytes = marked;
+                    }
+                }
+            }
+            Err(e) => {
+                // The EHR has the write; saying so is the truth, but it is NOT anchored, and the
+                // response says that too (LEDGER.md, "When the ledger fails").
+                tracing::error!(error = %e, interaction = route.interaction.name(), "write accepted upstream but NOT anchored");
+                gw.metrics.unanchored_writes.inc();
+                parts
+                    .headers
+                    .insert(anchor::ANCHOR_HEADER, HeaderValue::from_static("failed"));
+            }
+        }
+        UpstreamBody::Collected(bytes)
+    } else {
+        UpstreamBody::Streaming(body)
+    };
     filter::headers::rewrite(&mut parts.headers, &map);
 
     let bodiless = *method == Method::HEAD
@@ -449,30 +549,15 @@ async fn response_filter(
     }
     let BodyKind::Fhir(format) = body_format else {
         // Not FHIR (e.g. raw Binary content): nothing to inspect, so stream it through.
-        return Ok(Response::from_parts(
-            parts,
-            body.map_err(Into::into).boxed_unsync(),
-        ));
+        return Ok(Response::from_parts(parts, body.into_body()));
     };
     if bodiless {
-        return Ok(Response::from_parts(
-            parts,
-            body.map_err(Into::into).boxed_unsync(),
-        ));
+        return Ok(Response::from_parts(parts, body.into_body()));
     }
-    let limit = gw.config.limits.max_response_body;
-    let timeout = gw.config.timeouts.upstream_body();
-    let bytes = body::collect(body, limit, timeout)
-        .await
-        .map_err(|e| match e {
-            CollectError::TooLarge(n) => {
-                GatewayError::UpstreamBadResponse(format!("body larger than {n} bytes"))
-            }
-            CollectError::Timeout(d) => GatewayError::UpstreamTimeout(d.as_millis()),
-            CollectError::Io(e) => {
-                GatewayError::UpstreamBadResponse(format!("body broke off: {e}"))
-            }
-        })?;
+    let bytes = match body {
+        UpstreamBody::Collected(b) => b,
+        UpstreamBody::Streaming(b) => collect_upstream(gw, b).await?,
+    };
     let rewritten = filter::rewrite_body(format, &bytes, &map)
         .map_err(|e| GatewayError::UpstreamBadResponse(e.to_string()))?;
     let mut out = rewritten.map_or(bytes, Bytes::from);
@@ -491,4 +576,46 @@ async fn response_filter(
     // The body may have changed length; hyper sets Content-Length from the buffered body.
     parts.headers.remove(CONTENT_LENGTH);
     Ok(Response::from_parts(parts, body::full(out)))
+}
+
+/// An upstream response body: still streaming, or already read (for anchoring).
+enum UpstreamBody {
+    Streaming(Incoming),
+    Collected(Bytes),
+}
+
+impl UpstreamBody {
+    fn into_body(self) -> Body {
+        match self {
+            UpstreamBody::Streaming(b) => b.map_err(Into::into).boxed_unsync(),
+            UpstreamBody::Collected(b) => body::full(b),
+        }
+    }
+}
+
+/// Reads an upstream body within the response size and time limits.
+async fn collect_upstream(gw: &Gateway, body: Incoming) -> Result<Bytes, GatewayError> {
+    let limit = gw.config.limits.max_response_body;
+    let timeout = gw.config.timeouts.upstream_body();
+    body::collect(body, limit, timeout)
+        .await
+        .map_err(|e| match e {
+            CollectError::TooLarge(n) => {
+                GatewayError::UpstreamBadResponse(format!("body larger than {n} bytes"))
+            }
+            CollectError::Timeout(d) => GatewayError::UpstreamTimeout(d.as_millis()),
+            CollectError::Io(e) => GatewayError::UpstreamBadResponse(format!("body broke off: {e}")),
+        })
+}
+
+/// Adds each entry's leaf index to a batch/transaction response Bundle.
+fn mark_bundle(format: Format, bytes: &Bytes, leaves: &[Option<u64>]) -> Option<Bytes> {
+    let mut doc = crate::fhir::parse::parse_wellformed(format, bytes).ok()?;
+    if !anchor::mark_bundle(&mut doc, leaves) {
+        return None;
+    }
+    match format {
+        Format::Json => serde_json::to_vec(&doc).ok().map(Bytes::from),
+        Format::Xml => crate::fhir::parse::json_to_xml(&doc).ok().map(Bytes::from),
+    }
 }

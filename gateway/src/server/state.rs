@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::ledger::Ledger;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::{Upstream, UpstreamBuildError};
 use crate::validate::Validator;
@@ -21,6 +22,9 @@ pub enum StateError {
     /// The validation definitions or profiles cannot be used.
     #[error("validation: {0}")]
     Validation(String),
+    /// The ledger cannot start.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 /// Shared state of a running gateway.
@@ -32,6 +36,8 @@ pub struct Gateway {
     pub upstream: Upstream,
     /// The validator: embedded definitions plus `validation.definitions`, compiled once at start-up.
     pub validator: Validator,
+    /// The ledger writes are anchored in; `None` only when `ledger.enabled = false`.
+    pub ledger: Option<Arc<Ledger>>,
     /// Metrics.
     pub metrics: Metrics,
     /// Requests allowed in flight at once.
@@ -63,7 +69,16 @@ impl Gateway {
             &config.upstream_client,
             &config.timeouts,
         )?;
+        let ledger = if config.ledger.enabled {
+            let ledger = Ledger::open(&config.ledger, &config.ledger_dir())?;
+            tracing::info!(origin = ledger.origin(), verifier = %ledger.verifier_key(), size = ledger.size(), "ledger open");
+            Some(ledger)
+        } else {
+            tracing::warn!("ledger disabled (ledger.enabled = false): writes are validated but NOT anchored");
+            None
+        };
         Ok(Self {
+            ledger,
             limiter: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             fhir_path: config.fhir_path.trim_end_matches('/').to_owned(),
             public_base: config

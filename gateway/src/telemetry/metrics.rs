@@ -59,6 +59,8 @@ pub struct Metrics {
     pub in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Panics caught and turned into 500 responses.
     pub panics: Counter<u64, AtomicU64>,
+    /// Writes the upstream accepted that could not be anchored.
+    pub unanchored_writes: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,7 @@ impl Default for Metrics {
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         let in_flight = Gauge::default();
         let panics = Counter::default();
+        let unanchored_writes = Counter::default();
         registry.register(
             "requests",
             "FHIR and admin requests served",
@@ -101,6 +104,11 @@ impl Default for Metrics {
             "Panics caught and answered with 500",
             panics.clone(),
         );
+        registry.register(
+            "unanchored_writes",
+            "Writes accepted by the upstream that could not be anchored in the ledger",
+            unanchored_writes.clone(),
+        );
         Self {
             registry,
             requests,
@@ -109,6 +117,7 @@ impl Default for Metrics {
             upstream_errors,
             in_flight,
             panics,
+            unanchored_writes,
         }
     }
 }

@@ -1,0 +1,329 @@
+//! Anchoring on the write path: after the upstream accepts a write, every resource version it made (or
+//! deletion) is committed to the ledger, durably, before the client hears of it.
+//!
+//! The committed payload is the canonical form (`gateway/CANONICAL.md`) of the resource **as the
+//! upstream stored it**: the body it answered with, or, when it answered without one
+//! (`Prefer: return=minimal`, an OperationOutcome), the version read back from `Location`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::header::{CONTENT_LOCATION, ETAG, LOCATION};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::Value;
+
+use super::readback;
+use crate::fhir::canonical::canonical_bytes;
+use crate::fhir::parse::parse_wellformed;
+use crate::fhir::{Format, Interaction, Route};
+use crate::ledger::entry::{delete_payload, EntryType};
+use crate::ledger::Ledger;
+use crate::server::state::Gateway;
+
+/// The response header with the leaf index of each anchored version: one number for a single write;
+/// for a batch or transaction, one item per entry in order (`-` where nothing was anchored).
+pub const LEAF_HEADER: &str = "x-anchorgate-leaf-index";
+/// Set to `failed` when the write reached the upstream but could not be anchored.
+pub const ANCHOR_HEADER: &str = "x-anchorgate-anchor";
+/// The extension on `Bundle.entry.response` carrying the entry's leaf index.
+pub const LEAF_EXTENSION: &str = "https://anchorgate.dev/fhir/StructureDefinition/ledger-leaf-index";
+
+/// Whether an interaction writes resource versions that are anchored.
+pub fn is_anchored(i: Interaction) -> bool {
+    matches!(
+        i,
+        Interaction::Create
+            | Interaction::Update
+            | Interaction::ConditionalUpdate
+            | Interaction::Patch
+            | Interaction::ConditionalPatch
+            | Interaction::Delete
+            | Interaction::ConditionalDelete
+            | Interaction::BatchOrTransaction
+    )
+}
+
+/// What the write was, as far as anchoring needs to know.
+#[derive(Debug)]
+pub struct Write<'a> {
+    /// The route.
+    pub route: &'a Route,
+    /// The client's credentials, for read-backs.
+    pub auth: Option<HeaderValue>,
+    /// The request Bundle of a batch or transaction (FHIR JSON), to pair deletions with entries.
+    pub request_bundle: Option<Value>,
+    /// Ids a conditional delete matched, resolved before it was forwarded.
+    pub deleted_ids: Vec<String>,
+}
+
+/// One version (or deletion) to anchor.
+#[derive(Debug)]
+enum Item {
+    Version(Value),
+    ReadBack(String),
+    Delete { rtype: String, id: String },
+}
+
+/// Anchors what a successful write made; answers a leaf index per item (per Bundle entry for Bundles),
+/// or why it could not.
+pub async fn anchor_write(
+    gw: &Gateway,
+    ledger: &Arc<Ledger>,
+    w: &Write<'_>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    format: Option<Format>,
+) -> Result<Vec<Option<u64>>, String> {
+    let parsed = format.and_then(|f| parse_wellformed(f, body).ok());
+    let items: Vec<Option<Item>> = match w.route.interaction {
+        Interaction::BatchOrTransaction => {
+            let resp = parsed.ok_or("the batch/transaction response has no Bundle")?;
+            bundle_items(gw, w, &resp)
+        }
+        Interaction::Delete => vec![w.route.id.clone().map(|id| Item::Delete {
+            rtype: w.route.resource_type.unwrap_or_default().to_owned(),
+            id,
+        })],
+        Interaction::ConditionalDelete => w
+            .deleted_ids
+            .iter()
+            .map(|id| {
+                Some(Item::Delete {
+                    rtype: w.route.resource_type.unwrap_or_default().to_owned(),
+                    id: id.clone(),
+                })
+            })
+            .collect(),
+        _ => vec![Some(single_item(gw, w, headers, parsed)?)],
+    };
+    let futures = items.into_iter().map(|item| async move {
+        match item {
+            None => Ok(None),
+            Some(item) => anchor_item(gw, ledger, w, item).await.map(Some),
+        }
+    });
+    join_all(futures).await.into_iter().collect()
+}
+
+/// The version a create, update or patch made: the body, or a read-back of `Location`.
+fn single_item(
+    gw: &Gateway,
+    w: &Write<'_>,
+    headers: &HeaderMap,
+    parsed: Option<Value>,
+) -> Result<Item, String> {
+    if let Some(v) = parsed.filter(is_stored_resource) {
+        return Ok(Item::Version(v));
+    }
+    let location = headers
+        .get(LOCATION)
+        .or_else(|| headers.get(CONTENT_LOCATION))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| relative(gw, l));
+    match (location, w.route.resource_type, &w.route.id) {
+        (Some(l), _, _) => Ok(Item::ReadBack(l)),
+        (None, Some(t), Some(id)) => Ok(Item::ReadBack(format!("{t}/{id}"))),
+        _ => Err("the upstream named no stored version (no body, no Location)".into()),
+    }
+}
+
+/// A resource as stored: not an OperationOutcome, with an id.
+fn is_stored_resource(v: &Value) -> bool {
+    v.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome")
+        && v.get("id").and_then(Value::as_str).is_some()
+}
+
+/// A location under the upstream base (or relative), as a path relative to it.
+fn relative(gw: &Gateway, location: &str) -> Option<String> {
+    let base = gw.upstream.base().as_str().trim_end_matches('/');
+    let rest = match location.strip_prefix(base) {
+        Some(r) => r.trim_start_matches('/'),
+        None if !location.contains("://") => location.trim_start_matches('/'),
+        None => return None,
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next()) {
+        (Some(t), Some(id)) if crate::fhir::route::resource_type(t).is_some() && !id.is_empty() => {
+            Some(rest.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Per response entry: the version it made, a read-back, a deletion, or nothing (failed entries).
+fn bundle_items(gw: &Gateway, w: &Write<'_>, resp: &Value) -> Vec<Option<Item>> {
+    let requests: Vec<&Value> = w
+        .request_bundle
+        .as_ref()
+        .and_then(|b| b.get("entry"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let entries = resp
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let status = e
+                .pointer("/response/status")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !status.trim_start().starts_with('2') {
+                return None;
+            }
+            let request = requests.get(i);
+            let method = request
+                .and_then(|r| r.pointer("/request/method"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match method {
+                "GET" | "HEAD" => None,
+                "DELETE" => {
+                    let url = request
+                        .and_then(|r| r.pointer("/request/url"))
+                        .and_then(Value::as_str)?;
+                    let rest = relative(gw, url)?;
+                    let mut parts = rest.split('/');
+                    Some(Item::Delete {
+                        rtype: parts.next()?.to_owned(),
+                        id: parts.next()?.to_owned(),
+                    })
+                }
+                _ => match e.get("resource").filter(|r| is_stored_resource(r)) {
+                    Some(r) => Some(Item::Version(r.clone())),
+                    None => e
+                        .pointer("/response/location")
+                        .and_then(Value::as_str)
+                        .and_then(|l| relative(gw, l))
+                        .map(Item::ReadBack),
+                },
+            }
+        })
+        .collect()
+}
+
+async fn anchor_item(
+    gw: &Gateway,
+    ledger: &Arc<Ledger>,
+    w: &Write<'_>,
+    item: Item,
+) -> Result<u64, String> {
+    let resource = match item {
+        Item::Delete { rtype, id } => {
+            return ledger
+                .anchor(
+                    EntryType::ResourceDelete,
+                    &delete_payload(&rtype, &id),
+                    Some((&rtype, &id, None)),
+                )
+                .await
+                .map_err(|e| e.to_string());
+        }
+        Item::Version(v) => v,
+        Item::ReadBack(rest) => {
+            let fetched = readback::get(gw, w.auth.as_ref(), &rest, None, "reading back the stored version")
+                .await
+                .map_err(|e| e.to_string())?;
+            if fetched.status != StatusCode::OK {
+                return Err(format!(
+                    "reading back the stored version gave {}",
+                    fetched.status
+                ));
+            }
+            let version = version_from_etag(&fetched.headers);
+            let mut v = fetched
+                .value
+                .filter(is_stored_resource)
+                .ok_or("the read-back is not a stored resource")?;
+            if v.pointer("/meta/versionId").is_none() {
+                if let (Some(ver), Some(obj)) = (version, v.as_object_mut()) {
+                    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+                    if let Some(m) = meta.as_object_mut() {
+                        m.insert("versionId".into(), Value::String(ver));
+                    }
+                }
+            }
+            v
+        }
+    };
+    let rtype = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let version = resource
+        .pointer("/meta/versionId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let kind = if rtype == "Consent" {
+        EntryType::ConsentVersion
+    } else {
+        EntryType::ResourceVersion
+    };
+    ledger
+        .anchor(
+            kind,
+            &canonical_bytes(&resource),
+            Some((&rtype, &id, version.as_deref())),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `W/"3"` → `3`.
+pub fn version_from_etag(headers: &HeaderMap) -> Option<String> {
+    let tag = headers.get(ETAG)?.to_str().ok()?;
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    Some(tag.trim_matches('"').to_owned()).filter(|v| !v.is_empty())
+}
+
+/// The header value for the anchored leaves.
+pub fn leaf_header(leaves: &[Option<u64>], bundle: bool) -> Option<HeaderValue> {
+    if !bundle {
+        return leaves
+            .first()
+            .copied()
+            .flatten()
+            .and_then(|l| HeaderValue::from_str(&l.to_string()).ok());
+    }
+    let text: Vec<String> = leaves
+        .iter()
+        .map(|l| l.map_or_else(|| "-".to_owned(), |l| l.to_string()))
+        .collect();
+    HeaderValue::from_str(&text.join(",")).ok()
+}
+
+/// Adds the leaf-index extension to each anchored entry's `response` of a Bundle (FHIR JSON form).
+pub fn mark_bundle(doc: &mut Value, leaves: &[Option<u64>]) -> bool {
+    let Some(entries) = doc.get_mut("entry").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let mut changed = false;
+    for (entry, leaf) in entries.iter_mut().zip(leaves) {
+        let (Some(leaf), Some(Value::Object(resp))) = (leaf, entry.get_mut("response")) else {
+            continue;
+        };
+        // unsignedInt holds up to 2^31-1; beyond, the index travels as a string.
+        let value = match i32::try_from(*leaf) {
+            Ok(_) => serde_json::json!({"url": LEAF_EXTENSION, "valueUnsignedInt": leaf}),
+            Err(_) => serde_json::json!({"url": LEAF_EXTENSION, "valueString": leaf.to_string()}),
+        };
+        match resp.entry("extension").or_insert_with(|| Value::Array(Vec::new())) {
+            Value::Array(list) => list.push(value),
+            other => *other = Value::Array(vec![value]),
+        }
+        changed = true;
+    }
+    changed
+}
