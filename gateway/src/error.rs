@@ -76,6 +76,9 @@ pub enum GatewayError {
     /// The ledger cannot anchor now, so writes are refused before they reach the upstream.
     #[error("writes are refused: the ledger cannot make entries durable ({0})")]
     LedgerUnavailable(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// Something the gateway itself serves (a tile, a proof, an anchor) does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -129,6 +132,7 @@ impl GatewayError {
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
             E::LedgerUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
             E::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
+            E::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
         }
     }
 

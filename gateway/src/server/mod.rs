@@ -12,6 +12,7 @@ pub mod stack;
 pub mod state;
 pub mod tls;
 pub mod validate_op;
+pub mod verify_op;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -21,7 +21,9 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{anchor, bridge, ledger_api, patch, public_base, validate_op, ConnInfo};
+use super::{
+    anchor, bridge, ledger_api, patch, public_base, validate_op, verify_op, ConnInfo,
+};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::fhir::format::{body_kind, negotiate};
@@ -216,6 +218,11 @@ async fn fhir(
     let body = request_body(gw, &parts, &route, body).await?;
 
     let kind = body_kind(&parts.headers);
+
+    // `$verify` and `$receipt` are the ledger's.
+    if route.interaction == Interaction::Operation && verify_op::is_ledger_op(&route) {
+        return verify_op::handle(gw, &parts, &route, ctx.format).await;
+    }
 
     // `$validate` is the gateway's own: the answer is exactly the verdict a write would get.
     if route.interaction == Interaction::Operation && validate_op::is_validate(&route) {
