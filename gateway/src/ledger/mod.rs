@@ -13,6 +13,7 @@ pub mod sequencer;
 pub mod source;
 pub mod store;
 pub mod tile;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +54,9 @@ pub enum LedgerError {
     /// A proof asked for outside the tree.
     #[error(transparent)]
     Proof(#[from] proof::ProofError),
+    /// Another process (a running gateway) has the ledger open.
+    #[error("the ledger in {0} is in use by another process (a running gateway?); stop it first")]
+    Locked(String),
 }
 
 /// A signed checkpoint, as published.
@@ -68,6 +72,8 @@ pub struct SignedCheckpoint {
 #[derive(Debug)]
 pub struct Ledger {
     dir: PathBuf,
+    /// Held (an exclusive file lock) for the ledger's lifetime: one process appends at a time.
+    _lock: std::fs::File,
     signer: NoteSigner,
     sequencer: Sequencer,
     readers: Mutex<Vec<Store>>,
@@ -110,6 +116,15 @@ impl Ledger {
         let signer = load_key(cfg)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| LedgerError::Io(format!("{}: {e}", dir.display())))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("ledger.lock"))
+            .map_err(|e| LedgerError::Io(format!("{}: {e}", dir.display())))?;
+        if lock.try_lock().is_err() {
+            return Err(LedgerError::Locked(dir.display().to_string()));
+        }
         let path = dir.join(STORE_FILE);
         let store = Store::open(&path, cfg.max_store_bytes)?;
         // The origin is the log's identity: a different key name means a different log.
@@ -163,6 +178,7 @@ impl Ledger {
         let cp_store = Mutex::new(Store::open(&path, cfg.max_store_bytes)?);
         let ledger = Arc::new(Self {
             dir: dir.to_owned(),
+            _lock: lock,
             signer,
             sequencer,
             readers: Mutex::new(Vec::new()),
@@ -362,6 +378,33 @@ impl Ledger {
             *g = Some(Arc::new(SignedCheckpoint { checkpoint, note }));
         }
         Ok(())
+    }
+
+    /// GDPR erasure: deletes the salts of every entry of a resource, so they can never again be linked
+    /// to any content, and records the erasure as a key-event entry holding no identifier (only the
+    /// erased leaf indices, themselves committed with a salt). Answers (erased leaves, key-event leaf).
+    pub async fn erase(
+        self: &Arc<Self>,
+        rtype: &str,
+        id: &str,
+    ) -> Result<(Vec<u64>, u64), LedgerError> {
+        let (t, i) = (rtype.to_owned(), id.to_owned());
+        let dir = self.dir.clone();
+        let erased = tokio::task::spawn_blocking(move || {
+            let mut store = Store::open(&dir.join(STORE_FILE), None)?;
+            store.erase(&t, &i)
+        })
+        .await
+        .map_err(|e| LedgerError::Io(e.to_string()))??;
+        let payload = serde_json::json!({"event": "erasure", "erasedLeaves": erased});
+        let leaf = self
+            .anchor(
+                EntryType::KeyEvent,
+                &crate::fhir::canonical::canonical_bytes(&payload),
+                None,
+            )
+            .await?;
+        Ok((erased, leaf))
     }
 
     /// Stops the checkpointer after one last signing (graceful shutdown).

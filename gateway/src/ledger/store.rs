@@ -296,13 +296,27 @@ impl Store {
         Ok(row.optional()?)
     }
 
-    /// Deletes the salts (and canonical hashes) of every entry of a resource; returns how many.
-    pub fn erase(&mut self, rtype: &str, rid: &str) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE anchors SET salt = NULL, canonical_sha256 = NULL, erased = 1
-             WHERE rtype = ?1 AND rid = ?2 AND erased = 0",
-            params![rtype, rid],
-        )?)
+    /// Deletes the salts (and canonical hashes) of every entry of a resource, durably; answers the
+    /// leaves erased.
+    pub fn erase(&mut self, rtype: &str, rid: &str) -> Result<Vec<u64>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let leaves = {
+            let mut stmt = tx.prepare(
+                "UPDATE anchors SET salt = NULL, canonical_sha256 = NULL, erased = 1
+                 WHERE rtype = ?1 AND rid = ?2 AND erased = 0 RETURNING leaf",
+            )?;
+            let rows = stmt.query_map(params![rtype, rid], |r| r.get::<_, i64>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r? as u64);
+            }
+            out.sort_unstable();
+            out
+        };
+        tx.commit()?;
+        Ok(leaves)
     }
 
     /// The latest signed checkpoint: (size, root, note).

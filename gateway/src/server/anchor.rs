@@ -27,7 +27,8 @@ pub const LEAF_HEADER: &str = "x-anchorgate-leaf-index";
 /// Set to `failed` when the write reached the upstream but could not be anchored.
 pub const ANCHOR_HEADER: &str = "x-anchorgate-anchor";
 /// The extension on `Bundle.entry.response` carrying the entry's leaf index.
-pub const LEAF_EXTENSION: &str = "https://anchorgate.dev/fhir/StructureDefinition/ledger-leaf-index";
+pub const LEAF_EXTENSION: &str =
+    "https://anchorgate.dev/fhir/StructureDefinition/ledger-leaf-index";
 
 /// Whether an interaction writes resource versions that are anchored.
 pub fn is_anchored(i: Interaction) -> bool {
@@ -227,9 +228,15 @@ async fn anchor_item(
         }
         Item::Version(v) => v,
         Item::ReadBack(rest) => {
-            let fetched = readback::get(gw, w.auth.as_ref(), &rest, None, "reading back the stored version")
-                .await
-                .map_err(|e| e.to_string())?;
+            let fetched = readback::get(
+                gw,
+                w.auth.as_ref(),
+                &rest,
+                None,
+                "reading back the stored version",
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             if fetched.status != StatusCode::OK {
                 return Err(format!(
                     "reading back the stored version gave {}",
@@ -243,7 +250,9 @@ async fn anchor_item(
                 .ok_or("the read-back is not a stored resource")?;
             if v.pointer("/meta/versionId").is_none() {
                 if let (Some(ver), Some(obj)) = (version, v.as_object_mut()) {
-                    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+                    let meta = obj
+                        .entry("meta")
+                        .or_insert_with(|| Value::Object(Default::default()));
                     if let Some(m) = meta.as_object_mut() {
                         m.insert("versionId".into(), Value::String(ver));
                     }
@@ -319,7 +328,10 @@ pub fn mark_bundle(doc: &mut Value, leaves: &[Option<u64>]) -> bool {
             Ok(_) => serde_json::json!({"url": LEAF_EXTENSION, "valueUnsignedInt": leaf}),
             Err(_) => serde_json::json!({"url": LEAF_EXTENSION, "valueString": leaf.to_string()}),
         };
-        match resp.entry("extension").or_insert_with(|| Value::Array(Vec::new())) {
+        match resp
+            .entry("extension")
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
             Value::Array(list) => list.push(value),
             other => *other = Value::Array(vec![value]),
         }

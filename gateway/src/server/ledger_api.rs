@@ -92,7 +92,8 @@ async fn tile(ledger: &Arc<Ledger>, rest: &str) -> Result<Response<Body>, Gatewa
         })
         .await
         .map_err(internal)?;
-    let data = data.ok_or_else(|| GatewayError::NotFound(format!("{} does not exist (yet)", id.path())))?;
+    let data =
+        data.ok_or_else(|| GatewayError::NotFound(format!("{} does not exist (yet)", id.path())))?;
     Ok(respond("application/octet-stream", IMMUTABLE, data))
 }
 
@@ -119,7 +120,10 @@ fn param(query: Option<&str>, name: &'static str) -> Result<Option<u64>, Gateway
 
 fn required(query: Option<&str>, name: &'static str) -> Result<u64, GatewayError> {
     param(query, name)?.ok_or_else(|| {
-        GatewayError::bad_request(format!("the {name} parameter is required"), Some(name.to_owned()))
+        GatewayError::bad_request(
+            format!("the {name} parameter is required"),
+            Some(name.to_owned()),
+        )
     })
 }
 
@@ -135,7 +139,10 @@ fn tree_size(ledger: &Ledger, asked: Option<u64>, name: &'static str) -> Result<
     };
     if size > ledger.size() {
         return Err(GatewayError::bad_request(
-            format!("{name} {size} is larger than the log ({} entries)", ledger.size()),
+            format!(
+                "{name} {size} is larger than the log ({} entries)",
+                ledger.size()
+            ),
             Some(name.to_owned()),
         ));
     }
@@ -154,7 +161,10 @@ fn json(value: &serde_json::Value) -> Response<Body> {
     )
 }
 
-async fn inclusion(ledger: &Arc<Ledger>, query: Option<&str>) -> Result<Response<Body>, GatewayError> {
+async fn inclusion(
+    ledger: &Arc<Ledger>,
+    query: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
     let index = required(query, "index")?;
     let size = tree_size(ledger, param(query, "size")?, "size")?;
     let (proof, root) = ledger
@@ -166,7 +176,8 @@ async fn inclusion(ledger: &Arc<Ledger>, query: Option<&str>) -> Result<Response
         })
         .await
         .map_err(internal)?;
-    let proof = proof.map_err(|e| GatewayError::bad_request(e.to_string(), Some("index".into())))?;
+    let proof =
+        proof.map_err(|e| GatewayError::bad_request(e.to_string(), Some("index".into())))?;
     Ok(json(&serde_json::json!({
         "index": index,
         "size": size,
@@ -175,7 +186,10 @@ async fn inclusion(ledger: &Arc<Ledger>, query: Option<&str>) -> Result<Response
     })))
 }
 
-async fn consistency(ledger: &Arc<Ledger>, query: Option<&str>) -> Result<Response<Body>, GatewayError> {
+async fn consistency(
+    ledger: &Arc<Ledger>,
+    query: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
     let old = required(query, "old")?;
     let new = tree_size(ledger, param(query, "new")?, "new")?;
     let (proof, old_root, new_root) = ledger
@@ -197,4 +211,3 @@ async fn consistency(ledger: &Arc<Ledger>, query: Option<&str>) -> Result<Respon
         "hashes": b64_list(&proof),
     })))
 }
-

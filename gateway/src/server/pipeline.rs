@@ -21,9 +21,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{
-    anchor, bridge, ledger_api, patch, public_base, validate_op, verify_op, ConnInfo,
-};
+use super::{anchor, bridge, ledger_api, patch, public_base, validate_op, verify_op, ConnInfo};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::fhir::format::{body_kind, negotiate};
@@ -336,8 +334,14 @@ async fn write_context<'a>(
     if route.interaction == Interaction::ConditionalDelete {
         let rt = route.resource_type.unwrap_or_default();
         let q = format!("{}&_elements=id&_count=1000", query.unwrap_or_default());
-        let found = super::readback::get(gw, auth.as_ref(), rt, Some(&q), "resolving a conditional delete")
-            .await?;
+        let found = super::readback::get(
+            gw,
+            auth.as_ref(),
+            rt,
+            Some(&q),
+            "resolving a conditional delete",
+        )
+        .await?;
         if found.status == StatusCode::OK {
             deleted_ids = found
                 .value
@@ -346,8 +350,15 @@ async fn write_context<'a>(
                 .and_then(serde_json::Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter(|e| e.pointer("/search/mode").and_then(serde_json::Value::as_str) != Some("outcome"))
-                .filter_map(|e| e.pointer("/resource/id").and_then(serde_json::Value::as_str))
+                .filter(|e| {
+                    e.pointer("/search/mode")
+                        .and_then(serde_json::Value::as_str)
+                        != Some("outcome")
+                })
+                .filter_map(|e| {
+                    e.pointer("/resource/id")
+                        .and_then(serde_json::Value::as_str)
+                })
                 .map(str::to_owned)
                 .collect();
         }
@@ -507,7 +518,8 @@ async fn response_filter(
     let map = BaseMap::new(gw.upstream.base(), public);
 
     // Anchoring reads the answer as the upstream sent it, before anything is rewritten.
-    let body = if let (Some(w), Some(ledger), true) = (write, &gw.ledger, parts.status.is_success()) {
+    let body = if let (Some(w), Some(ledger), true) = (write, &gw.ledger, parts.status.is_success())
+    {
         let bytes = collect_upstream(gw, body).await?;
         let format = match body_kind(&parts.headers) {
             BodyKind::Fhir(f) => Some(f),
@@ -611,7 +623,9 @@ async fn collect_upstream(gw: &Gateway, body: Incoming) -> Result<Bytes, Gateway
                 GatewayError::UpstreamBadResponse(format!("body larger than {n} bytes"))
             }
             CollectError::Timeout(d) => GatewayError::UpstreamTimeout(d.as_millis()),
-            CollectError::Io(e) => GatewayError::UpstreamBadResponse(format!("body broke off: {e}")),
+            CollectError::Io(e) => {
+                GatewayError::UpstreamBadResponse(format!("body broke off: {e}"))
+            }
         })
 }
 

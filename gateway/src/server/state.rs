@@ -74,7 +74,9 @@ impl Gateway {
             tracing::info!(origin = ledger.origin(), verifier = %ledger.verifier_key(), size = ledger.size(), "ledger open");
             Some(ledger)
         } else {
-            tracing::warn!("ledger disabled (ledger.enabled = false): writes are validated but NOT anchored");
+            tracing::warn!(
+                "ledger disabled (ledger.enabled = false): writes are validated but NOT anchored"
+            );
             None
         };
         Ok(Self {

@@ -94,7 +94,10 @@ pub async fn handle(
         "reading the resource to verify",
     )
     .await?;
-    if matches!(current.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+    if matches!(
+        current.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
         return Err(GatewayError::Forbidden(format!(
             "the upstream refused the read ({})",
             current.status
@@ -151,26 +154,41 @@ async fn verify(
         return Ok(parameters(out));
     };
     if anchor.erased {
-        out.push(result(Verdict::Unanchored, "erased: its salts were deleted"));
+        out.push(result(
+            Verdict::Unanchored,
+            "erased: its salts were deleted",
+        ));
         out.push(json!({"name": "leafIndex", "valueString": anchor.leaf.to_string()}));
         return Ok(parameters(out));
     }
     let entry = entry_of(ledger, anchor.leaf).await?;
     let (verdict, why) = if anchor.kind == EntryType::ResourceDelete as u8 {
         match content {
-            None if gone => (Verdict::Deleted, "deleted through the gateway; the upstream agrees".to_owned()),
-            _ => (Verdict::Tampered, "deleted through the gateway, yet the upstream still serves it".to_owned()),
+            None if gone => (
+                Verdict::Deleted,
+                "deleted through the gateway; the upstream agrees".to_owned(),
+            ),
+            _ => (
+                Verdict::Tampered,
+                "deleted through the gateway, yet the upstream still serves it".to_owned(),
+            ),
         }
     } else {
         match content {
-            None => (Verdict::Tampered, format!("anchored, but the upstream answers {}", current.status)),
+            None => (
+                Verdict::Tampered,
+                format!("anchored, but the upstream answers {}", current.status),
+            ),
             Some(v) => {
                 let same_version = route.version.is_some()
                     || anchor.version.is_none()
                     || anchor.version == upstream_version;
                 let matches = anchor.salt.is_some_and(|salt| {
-                    entry::commitment(EntryType::from_code(anchor.kind).unwrap_or(EntryType::ResourceVersion), &salt, &canonical_bytes(&v))
-                        == entry.commitment
+                    entry::commitment(
+                        EntryType::from_code(anchor.kind).unwrap_or(EntryType::ResourceVersion),
+                        &salt,
+                        &canonical_bytes(&v),
+                    ) == entry.commitment
                 });
                 match (same_version, matches) {
                     (true, true) => (Verdict::Intact, "the upstream's content matches its commitment".to_owned()),
@@ -210,7 +228,9 @@ async fn receipt(
         .read(move |s| s.find(&t, &i, Some(&v)))
         .await
         .map_err(internal)?
-        .ok_or_else(|| GatewayError::NotFound(format!("{rtype}/{id}/_history/{version} was not anchored")))?;
+        .ok_or_else(|| {
+            GatewayError::NotFound(format!("{rtype}/{id}/_history/{version} was not anchored"))
+        })?;
     let (Some(salt), Some(canonical)) = (anchor.salt, anchor.canonical_sha256) else {
         return Err(GatewayError::NotFound(
             "this version's anchor was erased: no receipt can link it any more".into(),
