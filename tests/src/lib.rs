@@ -165,6 +165,8 @@ pub struct Gateway {
     pub log: PathBuf,
     /// Its data directory (the ledger lives in `ledger/` below it).
     pub data_dir: PathBuf,
+    /// Its ledger signing key file.
+    pub key_file: PathBuf,
     /// The ledger's verifier key (signed-note form), from `anchorgate keygen`.
     pub verifier: String,
 }
@@ -180,6 +182,8 @@ pub struct GatewayOptions {
     pub config_toml: Option<String>,
     /// Scheme to probe readiness with (`https` for TLS tests).
     pub https: bool,
+    /// Restart on an earlier gateway's state: its data directory, key file and verifier key.
+    pub reuse: Option<(PathBuf, PathBuf, String)>,
 }
 
 impl Gateway {
@@ -193,17 +197,22 @@ impl Gateway {
         let port = free_port();
         let dir = work_dir(&format!("gateway-{port}"));
         let log = dir.join("gateway.log");
-        let data_dir = dir.join("data");
-        // A real signing key per gateway, made the way an operator makes one.
-        let key = dir.join("ledger.key");
-        let keygen = Command::new(gateway_bin())
-            .args(["keygen", "--origin", &format!("test.anchorgate/{port}")])
-            .arg("--out")
-            .arg(&key)
-            .output()
-            .expect("run anchorgate keygen");
-        assert!(keygen.status.success(), "keygen: {keygen:?}");
-        let verifier = String::from_utf8_lossy(&keygen.stdout).trim().to_owned();
+        let (data_dir, key, verifier) = match &opts.reuse {
+            Some(r) => r.clone(),
+            None => {
+                // A real signing key per gateway, made the way an operator makes one.
+                let key = dir.join("ledger.key");
+                let keygen = Command::new(gateway_bin())
+                    .args(["keygen", "--origin", &format!("test.anchorgate/{port}")])
+                    .arg("--out")
+                    .arg(&key)
+                    .output()
+                    .expect("run anchorgate keygen");
+                assert!(keygen.status.success(), "keygen: {keygen:?}");
+                let verifier = String::from_utf8_lossy(&keygen.stdout).trim().to_owned();
+                (dir.join("data"), key, verifier)
+            }
+        };
         let mut cmd = Command::new(gateway_bin());
         cmd.arg("serve")
             .arg("--ledger-key-file")
@@ -236,6 +245,7 @@ impl Gateway {
             base: format!("http://127.0.0.1:{port}/fhir"),
             log,
             data_dir,
+            key_file: key,
             verifier,
         };
         let scheme = if opts.https { "https" } else { "http" };
@@ -280,6 +290,21 @@ impl Gateway {
         self.child.id()
     }
 
+    /// Options that restart a gateway on this one's ledger (same data directory and key).
+    pub fn reuse(&self) -> Option<(PathBuf, PathBuf, String)> {
+        Some((
+            self.data_dir.clone(),
+            self.key_file.clone(),
+            self.verifier.clone(),
+        ))
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits up to `within` for the exit status.
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
         let _ = Command::new("kill")
@@ -319,6 +344,17 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Python of the test upstream's virtualenv (it has `cryptography`), for independent verifiers.
+pub fn venv_python() -> PathBuf {
+    let cache = std::env::var_os("ANCHORGATE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/anchorgate")
+        });
+    cache.join("sekmet-venv/bin/python")
 }
 
 /// A blocking HTTP client for tests: no redirects, 30 s timeout.

@@ -59,6 +59,17 @@ pub enum LedgerError {
     Locked(String),
 }
 
+/// One entry to anchor: its type, payload and, for resources, (type, id, version).
+#[derive(Debug, Clone)]
+pub struct AnchorRequest {
+    /// The entry type.
+    pub kind: EntryType,
+    /// The payload committed to (a canonical form, a tombstone, an event).
+    pub payload: Vec<u8>,
+    /// Resource type, id and version, for the store's mapping.
+    pub resource: Option<(String, String, Option<String>)>,
+}
+
 /// A signed checkpoint, as published.
 #[derive(Debug, Clone)]
 pub struct SignedCheckpoint {
@@ -265,33 +276,84 @@ impl Ledger {
         payload: &[u8],
         resource: Option<(&str, &str, Option<&str>)>,
     ) -> Result<u64, LedgerError> {
-        use sha2::{Digest, Sha256};
-        let canonical_sha256: Hash = Sha256::digest(payload).into();
-        if let Some((t, id, Some(v))) = resource {
-            let (t, id, v) = (t.to_owned(), id.to_owned(), v.to_owned());
-            let found = self.read(move |s| s.find(&t, &id, Some(&v))).await?;
-            if let Some(a) = found {
-                if a.kind == kind as u8 && a.canonical_sha256 == Some(canonical_sha256) {
-                    return Ok(a.leaf);
-                }
-            }
-        }
-        let salt = entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
-        let record = Record {
+        let req = AnchorRequest {
             kind,
-            commitment: entry::commitment(kind, &salt, payload),
-            anchor: Anchor {
-                leaf: 0,
-                kind: kind as u8,
-                rtype: resource.map(|r| r.0.to_owned()),
-                rid: resource.map(|r| r.1.to_owned()),
-                version: resource.and_then(|r| r.2.map(str::to_owned)),
-                salt: Some(salt),
-                canonical_sha256: Some(canonical_sha256),
-                erased: false,
-            },
+            payload: payload.to_vec(),
+            resource: resource.map(|(t, i, v)| (t.to_owned(), i.to_owned(), v.map(str::to_owned))),
         };
-        Ok(self.sequencer.append(record).await?)
+        self.anchor_many(vec![req])
+            .await?
+            .pop()
+            .unwrap_or(Err(LedgerError::Append(AppendError::Stopped)))
+    }
+
+    /// Anchors several entries, queued in the order given (so a Bundle's entries get increasing leaf
+    /// indices), all committed in as few batches as the sequencer can; one result per request.
+    pub async fn anchor_many(
+        self: &Arc<Self>,
+        reqs: Vec<AnchorRequest>,
+    ) -> Result<Vec<Result<u64, LedgerError>>, LedgerError> {
+        use sha2::{Digest, Sha256};
+        let hashes: Vec<Hash> = reqs
+            .iter()
+            .map(|r| Sha256::digest(&r.payload).into())
+            .collect();
+        // One read for every "already anchored?" question.
+        let keys: Vec<Option<(String, String, String)>> = reqs
+            .iter()
+            .map(|r| match &r.resource {
+                Some((t, i, Some(v))) => Some((t.clone(), i.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        let found = if keys.iter().any(Option::is_some) {
+            self.read(move |s| {
+                keys.iter()
+                    .map(|k| match k {
+                        Some((t, i, v)) => s.find(t, i, Some(v)),
+                        None => Ok(None),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+        } else {
+            vec![None; reqs.len()]
+        };
+        let mut waits = Vec::with_capacity(reqs.len());
+        for ((req, hash), found) in reqs.into_iter().zip(hashes).zip(found) {
+            if let Some(a) =
+                found.filter(|a| a.kind == req.kind as u8 && a.canonical_sha256 == Some(hash))
+            {
+                waits.push(Ok(Ok(a.leaf)));
+                continue;
+            }
+            let salt =
+                entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
+            let record = Record {
+                kind: req.kind,
+                commitment: entry::commitment(req.kind, &salt, &req.payload),
+                anchor: Anchor {
+                    leaf: 0,
+                    kind: req.kind as u8,
+                    rtype: req.resource.as_ref().map(|r| r.0.clone()),
+                    rid: req.resource.as_ref().map(|r| r.1.clone()),
+                    version: req.resource.as_ref().and_then(|r| r.2.clone()),
+                    salt: Some(salt),
+                    canonical_sha256: Some(hash),
+                    erased: false,
+                },
+            };
+            waits.push(self.sequencer.submit(record).map(Err));
+        }
+        let mut out = Vec::with_capacity(waits.len());
+        for w in waits {
+            out.push(match w {
+                Ok(Ok(leaf)) => Ok(leaf),
+                Ok(Err(rx)) => sequencer::wait(rx).await.map_err(LedgerError::from),
+                Err(e) => Err(LedgerError::from(e)),
+            });
+        }
+        Ok(out)
     }
 
     /// Runs `f` on a read connection, off the async threads.

@@ -66,6 +66,19 @@ pub enum AppendError {
     Store(String),
 }
 
+/// An entry queued by [`Sequencer::submit`].
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<u64, String>>);
+
+/// Waits until a queued entry is durable; answers its leaf index.
+pub async fn wait(p: Pending) -> Result<u64, AppendError> {
+    match p.0.await {
+        Ok(Ok(i)) => Ok(i),
+        Ok(Err(e)) => Err(AppendError::Store(e)),
+        Err(_) => Err(AppendError::Stopped),
+    }
+}
+
 /// Batching limits.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -113,6 +126,11 @@ impl Sequencer {
 
     /// Queues an entry and waits until it is durable; answers its leaf index.
     pub async fn append(&self, record: Record) -> Result<u64, AppendError> {
+        wait(self.submit(record)?).await
+    }
+
+    /// Queues an entry now (so entries submitted in order get leaves in order); [`wait`] for it.
+    pub fn submit(&self, record: Record) -> Result<Pending, AppendError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(Job { record, reply })
@@ -120,11 +138,7 @@ impl Sequencer {
                 mpsc::TrySendError::Full(_) => AppendError::Busy,
                 mpsc::TrySendError::Disconnected(_) => AppendError::Stopped,
             })?;
-        match rx.await {
-            Ok(Ok(i)) => Ok(i),
-            Ok(Err(e)) => Err(AppendError::Store(e)),
-            Err(_) => Err(AppendError::Stopped),
-        }
+        Ok(Pending(rx))
     }
 
     /// Appends from a thread that is not async (CLI, benchmarks).

@@ -124,6 +124,11 @@ impl Store {
             let pages = (max as i64 / page.max(1)).max(16);
             conn.pragma_update(None, "max_page_count", pages)?;
         }
+        // A damaged file is found now, before anything is appended to it or served from it.
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::Corrupt(check));
+        }
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
             .query_row(

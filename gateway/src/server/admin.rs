@@ -1,4 +1,5 @@
-//! Admin endpoints outside the FHIR base: `/healthz` (liveness), `/readyz` (upstream reachable) and
+//! Admin endpoints outside the FHIR base: `/healthz` (liveness), `/readyz` (upstream reachable, ledger
+//! able to anchor) and
 //! `/metrics` (Prometheus).
 
 use http::header::CONTENT_TYPE;
@@ -30,7 +31,14 @@ pub async fn handle(
     Some(Ok(match path {
         "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),
         "/readyz" => {
-            if gw.upstream_ready().await {
+            let ledger_problem = gw.ledger.as_ref().and_then(|l| l.problem());
+            if let Some(problem) = ledger_problem {
+                let oo = OperationOutcome::single(Issue::error(
+                    IssueType::Transient,
+                    format!("not ready: the ledger cannot anchor writes: {problem}"),
+                ));
+                outcome_response(StatusCode::SERVICE_UNAVAILABLE, &oo, Format::Json)
+            } else if gw.upstream_ready().await {
                 json(StatusCode::OK, r#"{"status":"ready"}"#)
             } else {
                 let oo = OperationOutcome::single(Issue::error(

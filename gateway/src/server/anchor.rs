@@ -18,7 +18,7 @@ use crate::fhir::canonical::canonical_bytes;
 use crate::fhir::parse::parse_wellformed;
 use crate::fhir::{Format, Interaction, Route};
 use crate::ledger::entry::{delete_payload, EntryType};
-use crate::ledger::Ledger;
+use crate::ledger::{AnchorRequest, Ledger};
 use crate::server::state::Gateway;
 
 /// The response header with the leaf index of each anchored version: one number for a single write;
@@ -98,13 +98,34 @@ pub async fn anchor_write(
             .collect(),
         _ => vec![Some(single_item(gw, w, headers, parsed)?)],
     };
-    let futures = items.into_iter().map(|item| async move {
+    // Read-backs run concurrently; the entries are then queued in Bundle order, so leaf indices
+    // follow the entries, and committed together.
+    let prepared = join_all(items.into_iter().map(|item| async move {
         match item {
             None => Ok(None),
-            Some(item) => anchor_item(gw, ledger, w, item).await.map(Some),
+            Some(item) => prepare(gw, w, item).await.map(Some),
         }
-    });
-    join_all(futures).await.into_iter().collect()
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, String>>()?;
+    let slots: Vec<bool> = prepared.iter().map(Option::is_some).collect();
+    let mut results = ledger
+        .anchor_many(prepared.into_iter().flatten().collect())
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter();
+    slots
+        .into_iter()
+        .map(|filled| match filled {
+            false => Ok(None),
+            true => match results.next() {
+                Some(Ok(leaf)) => Ok(Some(leaf)),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the ledger answered fewer entries than asked".into()),
+            },
+        })
+        .collect()
 }
 
 /// The version a create, update or patch made: the body, or a read-back of `Location`.
@@ -209,22 +230,15 @@ fn bundle_items(gw: &Gateway, w: &Write<'_>, resp: &Value) -> Vec<Option<Item>> 
         .collect()
 }
 
-async fn anchor_item(
-    gw: &Gateway,
-    ledger: &Arc<Ledger>,
-    w: &Write<'_>,
-    item: Item,
-) -> Result<u64, String> {
+/// What to anchor for one item: the tombstone, or the stored version (read back if needed).
+async fn prepare(gw: &Gateway, w: &Write<'_>, item: Item) -> Result<AnchorRequest, String> {
     let resource = match item {
         Item::Delete { rtype, id } => {
-            return ledger
-                .anchor(
-                    EntryType::ResourceDelete,
-                    &delete_payload(&rtype, &id),
-                    Some((&rtype, &id, None)),
-                )
-                .await
-                .map_err(|e| e.to_string());
+            return Ok(AnchorRequest {
+                kind: EntryType::ResourceDelete,
+                payload: delete_payload(&rtype, &id),
+                resource: Some((rtype, id, None)),
+            });
         }
         Item::Version(v) => v,
         Item::ReadBack(rest) => {
@@ -280,14 +294,35 @@ async fn anchor_item(
     } else {
         EntryType::ResourceVersion
     };
-    ledger
-        .anchor(
-            kind,
-            &canonical_bytes(&resource),
-            Some((&rtype, &id, version.as_deref())),
-        )
-        .await
-        .map_err(|e| e.to_string())
+    Ok(AnchorRequest {
+        kind,
+        payload: anchored_bytes(&resource, gw.upstream.base()),
+        resource: Some((rtype, id, version)),
+    })
+}
+
+/// The payload anchored for a resource read from the FHIR base `base`: its canonical form after every
+/// string that is an absolute URL under `base` is made relative to it (CANONICAL.md, step 0). The same
+/// version then commits identically whether it was read from the upstream or through any public base
+/// of the gateway, which re-homes those URLs.
+pub fn anchored_bytes(resource: &Value, base: &url::Url) -> Vec<u8> {
+    let map = crate::filter::BaseMap::new(base, "");
+    let mut v = resource.clone();
+    relativise(&mut v, &map);
+    canonical_bytes(&v)
+}
+
+fn relativise(v: &mut Value, map: &crate::filter::BaseMap) {
+    match v {
+        Value::String(s) => {
+            if let Some(rest) = map.rewrite(s) {
+                *s = rest.strip_prefix('/').map(str::to_owned).unwrap_or(rest);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| relativise(i, map)),
+        Value::Object(m) => m.values_mut().for_each(|i| relativise(i, map)),
+        _ => {}
+    }
 }
 
 /// `W/"3"` → `3`.

@@ -16,11 +16,10 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::anchor::version_from_etag;
+use super::anchor::{anchored_bytes, version_from_etag};
 use super::readback;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
-use crate::fhir::canonical::canonical_bytes;
 use crate::fhir::parse::json_to_xml;
 use crate::fhir::route::RouteError;
 use crate::fhir::{Format, Route};
@@ -104,15 +103,9 @@ pub async fn handle(
         )));
     }
     let params = if route.operation.as_deref() == Some("receipt") {
-        let Some(version) = route.version.clone() else {
-            return Err(GatewayError::bad_request(
-                "$receipt is asked of one version: [type]/[id]/_history/[vid]/$receipt",
-                None,
-            ));
-        };
-        receipt(&ledger, rtype, &id, &version).await?
+        receipt(&ledger, rtype, &id, route.version.as_deref()).await?
     } else {
-        verify(&ledger, route, rtype, &id, current).await?
+        verify(&ledger, gw.upstream.base(), route, rtype, &id, current).await?
     };
     let bytes = match format {
         Format::Json => serde_json::to_vec(&params).unwrap_or_default(),
@@ -126,6 +119,7 @@ pub async fn handle(
 
 async fn verify(
     ledger: &Arc<Ledger>,
+    base: &url::Url,
     route: &Route,
     rtype: &str,
     id: &str,
@@ -187,7 +181,7 @@ async fn verify(
                     entry::commitment(
                         EntryType::from_code(anchor.kind).unwrap_or(EntryType::ResourceVersion),
                         &salt,
-                        &canonical_bytes(&v),
+                        &anchored_bytes(&v, base),
                     ) == entry.commitment
                 });
                 match (same_version, matches) {
@@ -217,19 +211,26 @@ async fn verify(
     Ok(parameters(out))
 }
 
+/// The receipt of one anchored version, or (without `version`) of the latest entry anchored for the
+/// resource, which may be its deletion.
 async fn receipt(
     ledger: &Arc<Ledger>,
     rtype: &str,
     id: &str,
-    version: &str,
+    version: Option<&str>,
 ) -> Result<Value, GatewayError> {
-    let (t, i, v) = (rtype.to_owned(), id.to_owned(), version.to_owned());
+    let (t, i, v) = (rtype.to_owned(), id.to_owned(), version.map(str::to_owned));
     let anchor: Anchor = ledger
-        .read(move |s| s.find(&t, &i, Some(&v)))
+        .read(move |s| s.find(&t, &i, v.as_deref()))
         .await
         .map_err(internal)?
         .ok_or_else(|| {
-            GatewayError::NotFound(format!("{rtype}/{id}/_history/{version} was not anchored"))
+            GatewayError::NotFound(match version {
+                Some(v) => {
+                    format!("version {v} of {rtype}/{id} was not anchored through this gateway")
+                }
+                None => format!("nothing was anchored for {rtype}/{id}"),
+            })
         })?;
     let (Some(salt), Some(canonical)) = (anchor.salt, anchor.canonical_sha256) else {
         return Err(GatewayError::NotFound(

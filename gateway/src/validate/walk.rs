@@ -575,7 +575,7 @@ impl<'a> Walker<'a> {
         let chars: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         let padding = chars.iter().rev().take_while(|b| **b == b'=').count();
         let decoded = (chars.len() / 4 * 3).saturating_sub(padding) as u64;
-        if chars.len() % 4 == 0 && decoded != size {
+        if chars.len().is_multiple_of(4) && decoded != size {
             self.error(
                 IssueType::Structure,
                 format!("Attachment.size is {size} but the data decodes to {decoded} bytes"),
