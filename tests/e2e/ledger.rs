@@ -653,3 +653,71 @@ fn a_full_store_refuses_writes_and_a_damaged_store_refuses_to_start() {
         "nothing truncated"
     );
 }
+
+#[test]
+fn the_ledger_needs_a_key_unless_an_ephemeral_one_is_asked_for() {
+    let up = Upstream::shared();
+    let dir = work_dir("ledger-nokey");
+    // No key: refused before binding, with the way out named.
+    let out = Command::new(gateway_bin())
+        .args(["serve", "--upstream", &up.base, "--listen", "127.0.0.1:1"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env_remove("ANCHORGATE_LEDGER_KEY")
+        .env_remove("ANCHORGATE_LEDGER_KEY_FILE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no ledger signing key") && err.contains("anchorgate keygen"),
+        "{err}"
+    );
+    // keygen never overwrites a key, and writes it owner-only.
+    let key = dir.join("k");
+    let make = || {
+        Command::new(gateway_bin())
+            .args(["keygen", "--origin", "x.example/log", "--out"])
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let first = make();
+    assert!(first.status.success());
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("x.example/log+"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert_eq!(make().status.code(), Some(2));
+    // Ephemeral: it runs, and says so loudly.
+    let gw = Gateway::start_with(
+        &up.base,
+        GatewayOptions {
+            args: vec!["--ephemeral-ledger-key".into()],
+            ..Default::default()
+        },
+    );
+    let (s, leaf, _) = create(
+        &gw.base,
+        &json!({"resourceType": "Patient", "name": [{"family": "Dev"}]}),
+        None,
+    );
+    assert_eq!(s, 201);
+    assert!(leaf.is_some());
+    assert!(
+        gw.log_text().contains("EPHEMERAL DEVELOPMENT KEY"),
+        "{}",
+        gw.log_text()
+    );
+}
+
+#[test]
+fn the_independent_verifier_passes_its_self_test() {
+    let (code, out) = python_verify(&["selftest"]);
+    assert_eq!(code, 0, "{out}");
+}

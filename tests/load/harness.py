@@ -168,6 +168,12 @@ def cmd_check(a):
             problems.append(f"POST /Patient: Location not rewritten: {loc!r}")
         else:
             notes.append(f"create -> 201 Location {loc}")
+        leaf = {k.lower(): v for k, v in h.items()}.get("x-anchorgate-leaf-index")
+        if a.name in ("anchorgate", "anchorgate-noval"):
+            if st == 201 and not leaf:
+                problems.append("POST /Patient: 201 without X-Anchorgate-Leaf-Index (not anchored)")
+            elif leaf:
+                notes.append(f"create anchored at leaf {leaf}")
         if a.name == "anchorgate":
             # The enforce-mode gateway must really validate what it forwards.
             st, _, _ = http("POST", base + "/Patient", body=b'{"resourceType":"Patient","gender":"robot"}',
@@ -222,7 +228,7 @@ def cmd_record(a):
 
 
 # -------------------------------------------------------------------- report
-TARGETS = ["direct", "nginx", "anchorgate", "anchorgate-noval"]
+TARGETS = ["direct", "nginx", "anchorgate", "anchorgate-noval", "anchorgate-noanchor"]
 ERR_KEYS = ["err_connect", "err_read", "err_write", "err_status", "err_timeout"]
 CASE_TITLES = {
     "read": "Patient read (`GET /fhir/Patient/{id}`)",
@@ -328,6 +334,7 @@ def cmd_report(a):
     targets = [t for t in TARGETS if any(r["target"] == t for r in runs)]
     verdicts = []
     overhead = []  # (conns, rps ratio enforce/off, cpu enforce, cpu off, +p50, noisy tag)
+    anchoring = []  # (conns, rps ratio anchored/not, cpu anchored, cpu not, +p50, noisy tag)
 
     def tag_of(r):
         return " (noisy)" if any((y or {}).get("other_cpu", 0) > NOISY for y in r.values()) else ""
@@ -360,6 +367,14 @@ def cmd_report(a):
                 noisy = any((y or {}).get("other_cpu", 0) > NOISY for y in r.values())
                 tag = " (noisy)" if noisy else ""
                 v = r.get("anchorgate-noval")
+                na = r.get("anchorgate-noanchor")
+                if t == "anchorgate-noval" and na and na["rps"]:
+                    anchoring.append((c, x["rps"] / na["rps"],
+                                      x.get("proxy_cpu_us_per_req"), na.get("proxy_cpu_us_per_req"),
+                                      x["p50_us"] - na["p50_us"], tag_of(r)))
+                if t == "anchorgate" and case == "create" and ratio is not None:
+                    verdicts.append((case, c, "write path (validate + anchor) ≥ 0.8× nginx",
+                                     ratio >= 0.8, f"{ratio:.2f}×{tag}"))
                 if t == "anchorgate" and v and v["rps"]:
                     overhead.append((c, x["rps"] / v["rps"],
                                      x.get("proxy_cpu_us_per_req"), v.get("proxy_cpu_us_per_req"),
@@ -384,6 +399,19 @@ def cmd_report(a):
             added = f"{ce - co:+.1f}" if (ce is not None and co is not None) else ""
             w(f"| {c} | **{ratio:.2f}×**{tag} | {'' if ce is None else f'{ce:.1f}'} "
               f"| {'' if co is None else f'{co:.1f}'} | {added} | {dp50:+,} |")
+        w("")
+    if anchoring:
+        w("## Anchoring on the write path\n")
+        w("The create case through `anchorgate-noval` (validation off, every 201 anchored: a salted "
+          "commitment appended and fsynced before the response) and `anchorgate-noanchor` (validation "
+          "off, `[ledger] enabled = false`), same binary and placement. The canned upstream gives every "
+          "create a new id, so every request is a new ledger entry.\n")
+        w("| conns | rps anchored / not | proxy CPU µs/req anchored | not | added | +p50 µs |")
+        w("|---:|---:|---:|---:|---:|---:|")
+        for c, ratio, ca, cn, dp50, tag in anchoring:
+            added = f"{ca - cn:+.1f}" if (ca is not None and cn is not None) else ""
+            w(f"| {c} | **{ratio:.2f}×**{tag} | {'' if ca is None else f'{ca:.1f}'} "
+              f"| {'' if cn is None else f'{cn:.1f}'} | {added} | {dp50:+,} |")
         w("")
     if any(sum(r.get(k, 0) for k in ERR_KEYS) for r in runs):
         w("⚠ = wrk counted socket errors or HTTP status ≥ 400 in that run; see raw results.\n")

@@ -247,11 +247,12 @@ mkdir -p "$TMP"/{canned,upstream,peer,gw/data}
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-read -r UP_PORT PEER_PORT GW_PORT GW2_PORT < <(python3 "$HERE/harness.py" ports 4)
+read -r UP_PORT PEER_PORT GW_PORT GW2_PORT GW3_PORT < <(python3 "$HERE/harness.py" ports 5)
 UP_BASE=http://127.0.0.1:$UP_PORT/fhir
 PEER_BASE=http://127.0.0.1:$PEER_PORT/fhir
 GW_BASE=http://127.0.0.1:$GW_PORT/fhir
 GW2_BASE=http://127.0.0.1:$GW2_PORT/fhir
+GW3_BASE=http://127.0.0.1:$GW3_PORT/fhir
 log "temp dir $TMP; ports: upstream=$UP_PORT nginx=$PEER_PORT anchorgate=$GW_PORT; pinning=$PIN"
 
 # ---------------------------------------------------------- canned data
@@ -328,8 +329,13 @@ $(common_http upstream)
         }
         location = /_created {
             internal;
-            add_header Location "$UP_BASE/Patient/$PID_/_history/1";
+            # Every create is a new resource, as in a real EHR: the id becomes the request id, so the
+            # gateway anchors a new version per request (the same id twice would be anchored once).
+            add_header Location "$UP_BASE/Patient/\$request_id/_history/1";
             add_header ETag 'W/"1"';
+            sub_filter_types *;
+            sub_filter_once on;
+            sub_filter '"id":"$PID_"' '"id":"\$request_id"';
             try_files /patient-created.json =404;
         }
         location / { return 404; }
@@ -380,6 +386,7 @@ log "nginx upstream (pid $UP_PID) and nginx peer proxy (pid $PEER_PID) up"
 TARGETS="direct nginx"
 GW_PID=""
 GW2_PID=""
+GW3_PID=""
 GW_NOTE=""
 if [ "$SKIP_GW" = 1 ]; then
   GW_NOTE="LOAD_SKIP_GATEWAY=1"
@@ -392,9 +399,13 @@ else
   # start_gateway PORT BASE NAME [CONFIG]: one gateway on the proxy core; sets STARTED_PID.
   start_gateway() {
     local port=$1 base=$2 name=$3 config=${4:-}
+    # Each gateway signs its own ledger with a real key, made as an operator makes one.
+    "$GW_BIN" keygen --origin "load.anchorgate/$name" --out "$TMP/gw/$name.key" >/dev/null \
+      || die "anchorgate keygen failed"
     "${PIN_CMD[@]}" env ANCHORGATE_WORKER_THREADS="$WORKERS" ANCHORGATE_LOG="$GW_LOG" \
       ${config:+ANCHORGATE_CONFIG="$config"} \
       "$GW_BIN" serve --upstream "$UP_BASE" --listen "127.0.0.1:$port" \
+      --ledger-key-file "$TMP/gw/$name.key" \
       --public-base "$base" --data-dir "$TMP/gw/data-$name" >"$TMP/gw/$name.log" 2>&1 &
     STARTED_PID=$!
     PIDS+=("$STARTED_PID")
@@ -410,12 +421,16 @@ else
     printf '[validation]\nmode = "off"\n' >"$TMP/gw/noval.toml"
     start_gateway "$GW2_PORT" "$GW2_BASE" anchorgate-noval "$TMP/gw/noval.toml"
     GW2_PID=$STARTED_PID
+    # The anchoring cost: validation off and the ledger off, the plain proxy on the write path.
+    printf '[validation]\nmode = "off"\n[ledger]\nenabled = false\n' >"$TMP/gw/noanchor.toml"
+    start_gateway "$GW3_PORT" "$GW3_BASE" anchorgate-noanchor "$TMP/gw/noanchor.toml"
+    GW3_PID=$STARTED_PID
   fi
 fi
 
 # The targets timed for one case: the validation-off gateway only where validation happens.
 targets_for() {
-  if [ "$1" = create ] && [ -n "$GW2_PID" ]; then echo "$TARGETS anchorgate-noval"; else echo "$TARGETS"; fi
+  if [ "$1" = create ] && [ -n "$GW2_PID" ]; then echo "$TARGETS anchorgate-noval anchorgate-noanchor"; else echo "$TARGETS"; fi
 }
 
 base_of() {
@@ -424,6 +439,7 @@ base_of() {
     nginx) echo "$PEER_BASE" ;;
     anchorgate) echo "$GW_BASE" ;;
     anchorgate-noval) echo "$GW2_BASE" ;;
+    anchorgate-noanchor) echo "$GW3_BASE" ;;
   esac
 }
 proxy_pids_of() {
@@ -432,6 +448,7 @@ proxy_pids_of() {
     nginx) nginx_pids "$PEER_PID" ;;
     anchorgate) echo "$GW_PID" ;;
     anchorgate-noval) echo "$GW2_PID" ;;
+    anchorgate-noanchor) echo "$GW3_PID" ;;
   esac
 }
 
@@ -461,6 +478,9 @@ if [ -n "$GW2_PID" ]; then
   python3 "$HERE/harness.py" check --name anchorgate-noval --base "$GW2_BASE" \
     --upstream-base "$UP_BASE" --canned "$TMP/canned" --expect-rewrite $WITH_CREATE \
     || die "anchorgate with validation off failed its correctness check"
+  python3 "$HERE/harness.py" check --name anchorgate-noanchor --base "$GW3_BASE" \
+    --upstream-base "$UP_BASE" --canned "$TMP/canned" --expect-rewrite $WITH_CREATE \
+    || die "anchorgate with validation and the ledger off failed its correctness check"
 fi
 
 IDLE_PEER_KB=$(mem_kb VmRSS $(nginx_pids "$PEER_PID"))

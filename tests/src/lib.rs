@@ -214,10 +214,11 @@ impl Gateway {
             }
         };
         let mut cmd = Command::new(gateway_bin());
-        cmd.arg("serve")
-            .arg("--ledger-key-file")
-            .arg(&key)
-            .arg("--upstream")
+        cmd.arg("serve");
+        if !opts.args.iter().any(|a| a == "--ephemeral-ledger-key") {
+            cmd.arg("--ledger-key-file").arg(&key);
+        }
+        cmd.arg("--upstream")
             .arg(upstream)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))

@@ -235,6 +235,15 @@ impl Ledger {
         self.sequencer.shared().size.load(Ordering::SeqCst)
     }
 
+    /// Entries and batches committed since start: their ratio is the mean batch size.
+    pub fn stats(&self) -> (u64, u64) {
+        let s = self.sequencer.shared();
+        (
+            s.committed.load(Ordering::Relaxed),
+            s.batches.load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether writes can be anchored now: the last commit worked and signing was not refused.
     pub fn healthy(&self) -> bool {
         self.sequencer.shared().healthy.load(Ordering::SeqCst)

@@ -1,0 +1,126 @@
+//! Benchmarks of the ledger's CPU work: leaf hashing, commitments, appending to the tree (tiles),
+//! proofs and roots read from a stored 100,000-entry tree. Durable throughput (fsync) is measured by
+//! `benches/ledger_durable.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up on known input
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use anchorgate::ledger::edge::Edge;
+use anchorgate::ledger::entry::{commitment, Entry, EntryType};
+use anchorgate::ledger::hash::{self, leaf_hash};
+use anchorgate::ledger::proof;
+use anchorgate::ledger::sequencer::{BatchLimits, Record, Sequencer};
+use anchorgate::ledger::source::StoreTiles;
+use anchorgate::ledger::store::{Anchor, Store};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn record(i: u64) -> Record {
+    Record {
+        kind: EntryType::ResourceVersion,
+        commitment: leaf_hash(&i.to_be_bytes()),
+        anchor: Anchor {
+            leaf: 0,
+            kind: 1,
+            rtype: Some("Patient".into()),
+            rid: Some(format!("p{i}")),
+            version: Some("1".into()),
+            salt: Some([1u8; 32]),
+            canonical_sha256: Some([2u8; 32]),
+            erased: false,
+        },
+    }
+}
+
+fn cpu(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ledger");
+    let entry = Entry::new(EntryType::ResourceVersion, [7u8; 32], 1_700_000_000).encode();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("leaf_hash", |b| b.iter(|| leaf_hash(black_box(&entry))));
+    // A Synthea-sized Patient's canonical form is about 2 KiB.
+    let payload = vec![b'x'; 2048];
+    g.bench_function("commitment_2KiB", |b| {
+        b.iter(|| commitment(EntryType::ResourceVersion, &[3u8; 32], black_box(&payload)))
+    });
+    // Appending 256 entries: encode, leaf hash, tree edge, the changed tiles (what a batch does in
+    // memory before its one fsync).
+    g.throughput(Throughput::Elements(256));
+    g.bench_function("append_256_to_tree_and_tiles", |b| {
+        let mut edge = Edge::default();
+        for i in 0..70_000u64 {
+            edge.push(leaf_hash(&i.to_be_bytes()), &mut BTreeMap::new());
+        }
+        b.iter(|| {
+            let mut e = edge.clone();
+            let mut full = BTreeMap::new();
+            for i in 0..256u64 {
+                let entry = Entry::new(EntryType::ResourceVersion, [i as u8; 32], 60).encode();
+                e.push(leaf_hash(&entry), &mut full);
+            }
+            black_box(e.partial_tiles().count() + full.len())
+        })
+    });
+    g.finish();
+}
+
+fn stored(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("anchorgate-bench-ledger-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ledger.sqlite");
+    let store = Store::open(&path, None).unwrap();
+    let (seq, thread) = Sequencer::start(
+        store,
+        Edge::default(),
+        BatchLimits {
+            max_batch: 4096,
+            linger: Duration::ZERO,
+        },
+    )
+    .unwrap();
+    let n = 100_000u64;
+    std::thread::scope(|s| {
+        for w in 0..8u64 {
+            let seq = seq.clone();
+            s.spawn(move || {
+                for i in (w..n).step_by(8) {
+                    seq.append_blocking(record(i)).unwrap();
+                }
+            });
+        }
+    });
+    drop(seq);
+    thread.join().unwrap();
+    let reader = Store::open_reader(&path).unwrap();
+    let mut g = c.benchmark_group("ledger_stored_100k");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("inclusion_proof", |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i = (i + 7919) % n;
+            proof::inclusion(&StoreTiles::new(&reader), i, n)
+                .unwrap()
+                .unwrap()
+        })
+    });
+    g.bench_function("consistency_proof", |b| {
+        let mut m = 1u64;
+        b.iter(|| {
+            m = (m + 7919) % (n - 1) + 1;
+            proof::consistency(&StoreTiles::new(&reader), m, n)
+                .unwrap()
+                .unwrap()
+        })
+    });
+    g.bench_function("root", |b| {
+        b.iter(|| hash::root(&StoreTiles::new(&reader), black_box(n)).unwrap())
+    });
+    g.finish();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+criterion_group!(benches, cpu, stored);
+criterion_main!(benches);
