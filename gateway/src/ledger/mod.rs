@@ -199,6 +199,7 @@ impl Ledger {
             stop: Arc::new(AtomicBool::new(false)),
             interval: Duration::from_millis(cfg.checkpoint_interval_ms),
         });
+        ledger.record_key_change()?;
         // Sign at once: the first checkpoint (possibly of the empty tree) is published before any
         // client can ask for it.
         ledger.sign_pending()?;
@@ -218,6 +219,46 @@ impl Ledger {
             })
             .map_err(|e| LedgerError::Io(format!("checkpointer thread: {e}")))?;
         Ok(ledger)
+    }
+
+    /// Records a key-event entry when this log is signed with a key other than last time (first start
+    /// or rotation), so the key history is itself on the ledger.
+    fn record_key_change(&self) -> Result<(), LedgerError> {
+        let verifier = self.verifier_key();
+        let writer = self
+            .cp_store
+            .lock()
+            .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))?;
+        let previous = writer.meta("verifier")?;
+        if previous.as_deref() == Some(verifier.as_str()) {
+            return Ok(());
+        }
+        let payload = crate::fhir::canonical::canonical_bytes(&serde_json::json!({
+            "event": "signing-key",
+            "verifier": verifier,
+            "previous": previous,
+        }));
+        let salt = entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
+        let record = Record {
+            kind: EntryType::KeyEvent,
+            commitment: entry::commitment(EntryType::KeyEvent, &salt, &payload),
+            anchor: Anchor {
+                leaf: 0,
+                kind: EntryType::KeyEvent as u8,
+                rtype: None,
+                rid: None,
+                version: None,
+                salt: Some(salt),
+                canonical_sha256: Some(<sha2::Sha256 as sha2::Digest>::digest(&payload).into()),
+                erased: false,
+            },
+        };
+        // Queued, not awaited: this runs inside start-up, possibly on an async thread; the entry is
+        // durable within one batch and in the next checkpoint.
+        drop(self.sequencer.submit(record)?);
+        writer.set_meta("verifier", &verifier)?;
+        tracing::info!(verifier = %verifier, previous = previous.as_deref().unwrap_or("none"), "ledger signing key recorded");
+        Ok(())
     }
 
     /// The verifier key of this log, in signed-note form.

@@ -261,7 +261,13 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
             .unwrap();
         leaves.push(leaf);
     }
-    assert_eq!(leaves, (0..10).collect::<Vec<_>>());
+    // Leaf 0 is the key-event recording the signing key of a new log.
+    assert_eq!(leaves, (1..11).collect::<Vec<_>>());
+    let first = ledger.read(|s| s.entries(0, 1)).await.unwrap();
+    assert_eq!(
+        entry::Entry::decode(&first[0]).unwrap().kind,
+        EntryType::KeyEvent
+    );
     // The same version with the same content is anchored once.
     let again = ledger
         .anchor(
@@ -271,10 +277,10 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
         )
         .await
         .unwrap();
-    assert_eq!(again, 3);
+    assert_eq!(again, 4);
     ledger.sign_pending().unwrap();
     let cp = ledger.checkpoint().unwrap();
-    assert_eq!(cp.checkpoint.size, 10);
+    assert_eq!(cp.checkpoint.size, 11);
     let text = signer.verifier().open(&cp.note).unwrap();
     assert_eq!(Checkpoint::parse(text).unwrap(), cp.checkpoint);
     // The mirror holds the checkpoint and its tiles.
@@ -284,14 +290,14 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
         cp.note
     );
     assert_eq!(
-        std::fs::read(mirror.join("tile/0/000.p/10")).unwrap().len(),
-        320
+        std::fs::read(mirror.join("tile/0/000.p/11")).unwrap().len(),
+        352
     );
     assert_eq!(
-        std::fs::read(mirror.join("tile/entries/000.p/10"))
+        std::fs::read(mirror.join("tile/entries/000.p/11"))
             .unwrap()
             .len(),
-        440
+        484
     );
 
     // Someone rewrites an old leaf's tile in the store: the next checkpoint is refused.
@@ -321,7 +327,7 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
     }
     assert!(ledger.sign_pending().is_err());
     assert!(!ledger.healthy());
-    assert_eq!(ledger.checkpoint().unwrap().checkpoint.size, 10);
+    assert_eq!(ledger.checkpoint().unwrap().checkpoint.size, 11);
     drop(ledger);
     // And a restart refuses too: the store no longer matches its signed checkpoint.
     std::thread::sleep(Duration::from_millis(100));
