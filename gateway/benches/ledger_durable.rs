@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use anchorgate::ledger::entry::EntryType;
 use anchorgate::ledger::note::NoteSigner;
-use anchorgate::ledger::{AnchorRequest, Ledger, LedgerConfig};
+use anchorgate::ledger::source::StoreTiles;
+use anchorgate::ledger::{proof, AnchorRequest, Ledger, LedgerConfig};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -70,7 +71,7 @@ fn main() {
         .build()
         .unwrap();
     let payload = vec![b'x'; 2048];
-    let (rate, committed, batches) = rt.block_on(async {
+    let (rate, committed, batches, sizes) = rt.block_on(async {
         let ledger = Ledger::open(&cfg, &dir.join("ledger")).unwrap();
         let per = entries / appenders;
         let start = Instant::now();
@@ -106,7 +107,18 @@ fn main() {
         let rate = (per * appenders) as f64 / start.elapsed().as_secs_f64();
         let (c, b) = ledger.stats();
         ledger.shutdown();
-        (rate, c, b)
+        // Proof sizes at this tree size: hashes, and bytes as served (JSON, base64).
+        let n = ledger.size();
+        let sizes = ledger
+            .read(move |s| {
+                let tiles = StoreTiles::new(s);
+                let inc = proof::inclusion(&tiles, n / 3, n)?.unwrap();
+                let con = proof::consistency(&tiles, n / 3, n)?.unwrap();
+                Ok((n, inc.len(), con.len()))
+            })
+            .await
+            .unwrap();
+        (rate, c, b, sizes)
     });
     let floor_1 = fsync_floor(&dir, if smoke { 200 } else { 5_000 }, 1);
     let floor_256 = fsync_floor(&dir, entries, 256);
@@ -121,6 +133,15 @@ fn main() {
     println!(
         "  floor, fdatasync per 256 entries: {floor_256:.0} entries/s  (ledger = {:.2}x)",
         rate / floor_256
+    );
+    let (n, inc, con) = sizes;
+    // JSON as /ledger/proof/* serves it: 44 base64 characters plus quotes and a comma per hash.
+    println!(
+        "  proofs at {n} entries: inclusion {inc} hashes ({} B raw, ~{} B JSON), consistency {con} hashes ({} B raw, ~{} B JSON)",
+        inc * 32,
+        inc * 47 + 120,
+        con * 32,
+        con * 47 + 140
     );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -100,6 +100,23 @@ impl Normalizer {
                 let mut out = Map::new();
                 for k in keys {
                     let val = &m[k.as_str()];
+                    // The gateway's documented addition to Bundle.entry.response.
+                    if k == "extension" {
+                        if let Some(items) = val.as_array() {
+                            let kept: Vec<Value> = items
+                                .iter()
+                                .filter(|e| {
+                                    e.get("url").and_then(Value::as_str) != Some(LEAF_EXTENSION)
+                                })
+                                .cloned()
+                                .collect();
+                            if kept.is_empty() {
+                                continue;
+                            }
+                            out.insert(k.clone(), self.json(&Value::Array(kept)));
+                            continue;
+                        }
+                    }
                     let volatile = matches!(
                         k.as_str(),
                         "lastUpdated" | "lastModified" | "transactionTime"
@@ -202,7 +219,8 @@ impl Normalizer {
         } else {
             s
         };
-        let mut t = replace_values(s, "<lastUpdated value=\"", "<instant>");
+        let mut t = strip_leaf_extension_xml(s);
+        t = replace_values(&t, "<lastUpdated value=\"", "<instant>");
         t = replace_values(&t, "<lastModified value=\"", "<instant>");
         t = replace_values(&t, "<timestamp value=\"", "<instant>");
         t = replace_bundle_ids(&t);
@@ -288,6 +306,24 @@ fn is_uuid(b: &[u8]) -> bool {
         8 | 13 | 18 | 23 => *c == b'-',
         _ => c.is_ascii_hexdigit(),
     })
+}
+
+/// The extension the gateway adds to each anchored `Bundle.entry.response` (its ledger leaf index).
+pub const LEAF_EXTENSION: &str =
+    "https://anchorgate.dev/fhir/StructureDefinition/ledger-leaf-index";
+
+/// Removes the gateway's leaf-index extensions from an XML document.
+fn strip_leaf_extension_xml(s: &str) -> String {
+    let open = format!("<extension url=\"{LEAF_EXTENSION}\">");
+    const CLOSE: &str = "</extension>";
+    let mut out = s.to_owned();
+    while let Some(at) = out.find(&open) {
+        match out[at..].find(CLOSE) {
+            Some(e) => out.replace_range(at..at + e + CLOSE.len(), ""),
+            None => break,
+        }
+    }
+    out
 }
 
 /// Removes the gateway's CapabilityStatement marking from a description.

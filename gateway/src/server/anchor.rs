@@ -348,6 +348,18 @@ pub fn leaf_header(leaves: &[Option<u64>], bundle: bool) -> Option<HeaderValue> 
     HeaderValue::from_str(&text.join(",")).ok()
 }
 
+/// The leaf-index extension in FHIR XML.
+pub fn leaf_extension_xml(leaf: u64) -> String {
+    match i32::try_from(leaf) {
+        Ok(_) => format!(
+            "<extension url=\"{LEAF_EXTENSION}\"><valueUnsignedInt value=\"{leaf}\"/></extension>"
+        ),
+        Err(_) => format!(
+            "<extension url=\"{LEAF_EXTENSION}\"><valueString value=\"{leaf}\"/></extension>"
+        ),
+    }
+}
+
 /// Adds the leaf-index extension to each anchored entry's `response` of a Bundle (FHIR JSON form).
 pub fn mark_bundle(doc: &mut Value, leaves: &[Option<u64>]) -> bool {
     let Some(entries) = doc.get_mut("entry").and_then(Value::as_array_mut) else {
@@ -373,4 +385,110 @@ pub fn mark_bundle(doc: &mut Value, leaves: &[Option<u64>]) -> bool {
         changed = true;
     }
     changed
+}
+
+/// Adds each entry's leaf index to a batch/transaction response Bundle, changing nothing else: JSON is
+/// re-serialised (values, key order and decimals kept); XML gets the extension spliced in after each
+/// `<response>` start tag, every other byte kept.
+pub fn mark_bundle_body(format: Format, bytes: &Bytes, leaves: &[Option<u64>]) -> Option<Bytes> {
+    match format {
+        Format::Json => {
+            let mut doc = crate::fhir::parse::parse_wellformed(format, bytes).ok()?;
+            if !mark_bundle(&mut doc, leaves) {
+                return None;
+            }
+            serde_json::to_vec(&doc).ok().map(Bytes::from)
+        }
+        Format::Xml => {
+            let mut entry = None::<usize>;
+            crate::filter::xml::edit(bytes, |event, depth| {
+                let quick_xml::events::Event::Start(tag) = event else {
+                    return None;
+                };
+                match (depth, tag.local_name().as_ref()) {
+                    (1, b"entry") => {
+                        entry = Some(entry.map_or(0, |i| i + 1));
+                        None
+                    }
+                    (2, b"response") => {
+                        let leaf = leaves.get(entry?).copied().flatten()?;
+                        let mut out = b"<".to_vec();
+                        out.extend_from_slice(tag);
+                        out.extend_from_slice(b">");
+                        out.extend_from_slice(leaf_extension_xml(leaf).as_bytes());
+                        Some(out)
+                    }
+                    _ => None,
+                }
+            })
+            .ok()
+            .flatten()
+            .map(Bytes::from)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn xml_bundles_get_the_extension_and_keep_every_other_byte() {
+        let xml = "<?xml version='1.0'?>\n<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"batch-response\"/>\
+<entry><resource><Patient><id value=\"1\"/></Patient></resource><response><status value=\"201\"/></response></entry>\
+<entry><response><status value=\"200\"/></response></entry>\
+<entry><response ><status value=\"201\"/></response></entry></Bundle>";
+        let out =
+            mark_bundle_body(Format::Xml, &Bytes::from(xml), &[Some(7), None, Some(9)]).unwrap();
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let ext = |n: u64| leaf_extension_xml(n);
+        let want = xml
+            .replacen(
+                "<response><status value=\"201\"/>",
+                &format!("<response>{}<status value=\"201\"/>", ext(7)),
+                1,
+            )
+            .replacen(
+                "<response ><status",
+                &format!("<response >{}<status", ext(9)),
+                1,
+            );
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn json_bundles_get_the_extension() {
+        let json = r#"{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}},{"response":{"status":"200 OK","extension":[{"url":"x","valueString":"y"}]}}]}"#;
+        let out = mark_bundle_body(
+            Format::Json,
+            &Bytes::from(json),
+            &[Some(3), Some(u64::from(u32::MAX))],
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["entry"][0]["response"]["extension"][0]["valueUnsignedInt"],
+            3
+        );
+        assert_eq!(v["entry"][1]["response"]["extension"][0]["url"], "x");
+        assert_eq!(
+            v["entry"][1]["response"]["extension"][1]["valueString"],
+            u32::MAX.to_string()
+        );
+    }
+
+    #[test]
+    fn urls_under_the_base_become_relative() {
+        let base = url::Url::parse("http://ehr:8090/fhir").unwrap();
+        let a = serde_json::json!({"resourceType": "Patient", "link": [{"other": {"reference": "http://EHR:8090/fhir/Patient/1"}}],
+                                   "telecom": [{"value": "http://ehr:8090/fhirx/no"}, {"value": "https://ehr:8090/fhir/Patient/2"}]});
+        let b = serde_json::json!({"resourceType": "Patient", "link": [{"other": {"reference": "Patient/1"}}],
+                                   "telecom": [{"value": "http://ehr:8090/fhirx/no"}, {"value": "https://ehr:8090/fhir/Patient/2"}]});
+        assert_eq!(anchored_bytes(&a, &base), canonical_bytes(&b));
+        let public = url::Url::parse("https://gw.example/r4").unwrap();
+        let c = serde_json::json!({"resourceType": "Patient", "link": [{"other": {"reference": "https://gw.example/r4/Patient/1"}}],
+                                   "telecom": [{"value": "http://ehr:8090/fhirx/no"}, {"value": "https://ehr:8090/fhir/Patient/2"}]});
+        assert_eq!(anchored_bytes(&c, &public), anchored_bytes(&a, &base));
+    }
 }

@@ -533,7 +533,7 @@ async fn response_filter(
                     parts.headers.insert(anchor::LEAF_HEADER, v);
                 }
                 if let (true, Some(f)) = (bundle, format) {
-                    if let Some(marked) = mark_bundle(f, &bytes, &leaves) {
+                    if let Some(marked) = anchor::mark_bundle_body(f, &bytes, &leaves) {
                         bytes = marked;
                     }
                 }
@@ -627,16 +627,4 @@ async fn collect_upstream(gw: &Gateway, body: Incoming) -> Result<Bytes, Gateway
                 GatewayError::UpstreamBadResponse(format!("body broke off: {e}"))
             }
         })
-}
-
-/// Adds each entry's leaf index to a batch/transaction response Bundle.
-fn mark_bundle(format: Format, bytes: &Bytes, leaves: &[Option<u64>]) -> Option<Bytes> {
-    let mut doc = crate::fhir::parse::parse_wellformed(format, bytes).ok()?;
-    if !anchor::mark_bundle(&mut doc, leaves) {
-        return None;
-    }
-    match format {
-        Format::Json => serde_json::to_vec(&doc).ok().map(Bytes::from),
-        Format::Xml => crate::fhir::parse::json_to_xml(&doc).ok().map(Bytes::from),
-    }
 }
