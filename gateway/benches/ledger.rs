@@ -5,36 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::time::Duration;
 
 use anchorgate::ledger::edge::Edge;
 use anchorgate::ledger::entry::{commitment, Entry, EntryType};
 use anchorgate::ledger::hash::{self, leaf_hash};
+use anchorgate::ledger::note::NoteSigner;
 use anchorgate::ledger::proof;
-use anchorgate::ledger::sequencer::{BatchLimits, Record, Sequencer};
 use anchorgate::ledger::source::StoreTiles;
-use anchorgate::ledger::store::{Anchor, Store};
+use anchorgate::ledger::store::Store;
+use anchorgate::ledger::{AnchorRequest, Ledger, LedgerConfig, STORE_FILE};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn record(i: u64) -> Record {
-    Record {
-        kind: EntryType::ResourceVersion,
-        commitment: leaf_hash(&i.to_be_bytes()),
-        anchor: Anchor {
-            leaf: 0,
-            kind: 1,
-            rtype: Some("Patient".into()),
-            rid: Some(format!("p{i}")),
-            version: Some("1".into()),
-            salt: Some([1u8; 32]),
-            canonical_sha256: Some([2u8; 32]),
-            erased: false,
-        },
-    }
-}
 
 fn cpu(c: &mut Criterion) {
     let mut g = c.benchmark_group("ledger");
@@ -70,30 +53,41 @@ fn cpu(c: &mut Criterion) {
 fn stored(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("anchorgate-bench-ledger-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ledger.sqlite");
-    let store = Store::open(&path, None).unwrap();
-    let (seq, thread) = Sequencer::start(
-        store,
-        Edge::default(),
-        BatchLimits {
-            max_batch: 4096,
-            linger: Duration::ZERO,
-        },
+    let key = dir.join("key");
+    std::fs::write(
+        &key,
+        NoteSigner::generate("bench.anchorgate/log")
+            .unwrap()
+            .encode(),
     )
     .unwrap();
+    let cfg = LedgerConfig {
+        key_file: Some(key),
+        batch_max_entries: 4096,
+        ..LedgerConfig::default()
+    };
     let n = 100_000u64;
-    std::thread::scope(|s| {
-        for w in 0..8u64 {
-            let seq = seq.clone();
-            s.spawn(move || {
-                for i in (w..n).step_by(8) {
-                    seq.append_blocking(record(i)).unwrap();
-                }
-            });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = rt.block_on(async {
+        let ledger = Ledger::open(&cfg, &dir.join("ledger")).unwrap();
+        for chunk in 0..n / 1000 {
+            let reqs = (0..1000)
+                .map(|i| AnchorRequest {
+                    kind: EntryType::ResourceVersion,
+                    payload: (chunk * 1000 + i).to_be_bytes().to_vec(),
+                    resource: None,
+                })
+                .collect();
+            ledger.anchor_many(reqs).await.unwrap();
         }
+        ledger.shutdown();
+        ledger.size()
     });
-    drop(seq);
-    thread.join().unwrap();
+    let path = dir.join("ledger").join(STORE_FILE);
     let reader = Store::open_reader(&path).unwrap();
     let mut g = c.benchmark_group("ledger_stored_100k");
     g.throughput(Throughput::Elements(1));

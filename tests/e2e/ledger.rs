@@ -109,13 +109,9 @@ fn wait_for_checkpoint(gw: &Gateway, size: u64) -> String {
     }
 }
 
-/// Runs `anchorgate ledger verify`; (exit code, stdout).
-fn ledger_verify(args: &[&str], key: &str) -> (i32, String) {
-    let out = Command::new(gateway_bin())
-        .args(["ledger", "verify", "--key", key])
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs a command; (exit code, stdout and stderr).
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         format!(
@@ -126,21 +122,18 @@ fn ledger_verify(args: &[&str], key: &str) -> (i32, String) {
     )
 }
 
-/// Runs the independent Python verifier; (exit code, output).
+/// Runs `anchorgate ledger verify`.
+fn ledger_verify(args: &[&str], key: &str) -> (i32, String) {
+    run(Command::new(gateway_bin())
+        .args(["ledger", "verify", "--key", key])
+        .args(args))
+}
+
+/// Runs the independent Python verifier.
 fn python_verify(args: &[&str]) -> (i32, String) {
-    let out = Command::new(venv_python())
+    run(Command::new(venv_python())
         .arg(repo_root().join("tests/ledger/verify_log.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+        .args(args))
 }
 
 #[test]

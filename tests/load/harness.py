@@ -388,31 +388,29 @@ def cmd_report(a):
                                      f"{added:+,} µs" + (f" (nginx {nadd:+,} µs)"
                                                          if nadd is not None else "") + tag))
         w("")
-    if overhead:
-        w("## Validation on the write path\n")
-        w("The create case timed twice through the same binary and placement: `anchorgate` validates "
-          "every POSTed Patient (the default `enforce`), `anchorgate-noval` runs with "
-          "`[validation] mode = \"off\"`.\n")
-        w("| conns | rps enforce / off | proxy CPU µs/req enforce | off | added | +p50 µs |")
+    def cost_table(rows, title, intro, on, off):
+        """One feature's cost on the write path: the same gateway with it on and off."""
+        if not rows:
+            return
+        w(f"## {title}\n")
+        w(intro + "\n")
+        w(f"| conns | rps {on} / {off} | proxy CPU µs/req {on} | {off} | added | +p50 µs |")
         w("|---:|---:|---:|---:|---:|---:|")
-        for c, ratio, ce, co, dp50, tag in overhead:
-            added = f"{ce - co:+.1f}" if (ce is not None and co is not None) else ""
-            w(f"| {c} | **{ratio:.2f}×**{tag} | {'' if ce is None else f'{ce:.1f}'} "
-              f"| {'' if co is None else f'{co:.1f}'} | {added} | {dp50:+,} |")
+        for c, ratio, c_on, c_off, dp50, tag in rows:
+            added = f"{c_on - c_off:+.1f}" if (c_on is not None and c_off is not None) else ""
+            w(f"| {c} | **{ratio:.2f}×**{tag} | {'' if c_on is None else f'{c_on:.1f}'} "
+              f"| {'' if c_off is None else f'{c_off:.1f}'} | {added} | {dp50:+,} |")
         w("")
-    if anchoring:
-        w("## Anchoring on the write path\n")
-        w("The create case through `anchorgate-noval` (validation off, every 201 anchored: a salted "
-          "commitment appended and fsynced before the response) and `anchorgate-noanchor` (validation "
-          "off, `[ledger] enabled = false`), same binary and placement. The canned upstream gives every "
-          "create a new id, so every request is a new ledger entry.\n")
-        w("| conns | rps anchored / not | proxy CPU µs/req anchored | not | added | +p50 µs |")
-        w("|---:|---:|---:|---:|---:|---:|")
-        for c, ratio, ca, cn, dp50, tag in anchoring:
-            added = f"{ca - cn:+.1f}" if (ca is not None and cn is not None) else ""
-            w(f"| {c} | **{ratio:.2f}×**{tag} | {'' if ca is None else f'{ca:.1f}'} "
-              f"| {'' if cn is None else f'{cn:.1f}'} | {added} | {dp50:+,} |")
-        w("")
+
+    cost_table(overhead, "Validation on the write path",
+               "The create case timed twice through the same binary and placement: `anchorgate` validates "
+               "every POSTed Patient (the default `enforce`), `anchorgate-noval` runs with "
+               "`[validation] mode = \"off\"`.", "enforce", "off")
+    cost_table(anchoring, "Anchoring on the write path",
+               "The create case through `anchorgate-noval` (validation off, every 201 anchored: a salted "
+               "commitment appended and fsynced before the response) and `anchorgate-noanchor` (validation "
+               "off, `[ledger] enabled = false`), same binary and placement. The canned upstream gives every "
+               "create a new id, so every request is a new ledger entry.", "anchored", "not")
     if any(sum(r.get(k, 0) for k in ERR_KEYS) for r in runs):
         w("⚠ = wrk counted socket errors or HTTP status ≥ 400 in that run; see raw results.\n")
 

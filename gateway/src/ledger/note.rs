@@ -48,6 +48,27 @@ fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
     [d[0], d[1], d[2], d[3]]
 }
 
+/// `name+keyid+base64(0x01 ‖ 32 bytes)` → (name, key id as written, the 32 bytes). The base64 part may
+/// itself contain `+`; the name and the id cannot.
+fn split_key(text: &str) -> Result<(&str, &str, [u8; 32]), NoteError> {
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::Key("expected name+keyid+key"));
+    };
+    if !valid_name(name) {
+        return Err(NoteError::Key("bad key name"));
+    }
+    let raw = B64
+        .decode(b64)
+        .map_err(|_| NoteError::Key("the key is not base64"))?;
+    if raw.len() != 33 || raw[0] != ALG_ED25519 {
+        return Err(NoteError::Key("not an Ed25519 key"));
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&raw[1..]);
+    Ok((name, id_hex, key))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -98,20 +119,7 @@ impl NoteSigner {
             .trim()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::Key("a signer key starts with PRIVATE+KEY+"))?;
-        // The base64 key may itself contain '+'; the name and id cannot.
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::Key("expected PRIVATE+KEY+name+keyid+key"));
-        };
-        let raw = B64
-            .decode(b64)
-            .map_err(|_| NoteError::Key("the key is not base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(NoteError::Key("not an Ed25519 key"));
-        }
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&raw[1..]);
+        let (name, id_hex, seed) = split_key(rest)?;
         let signer = Self::from_seed(name, seed)?;
         if hex(&signer.id) != id_hex {
             return Err(NoteError::Key("the key id does not match the key"));
@@ -170,22 +178,7 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     /// Parses `name+keyid+base64(0x01 ‖ public key)`.
     pub fn parse(text: &str) -> Result<Self, NoteError> {
-        let mut parts = text.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(NoteError::Key("expected name+keyid+key"));
-        };
-        if !valid_name(name) {
-            return Err(NoteError::Key("bad key name"));
-        }
-        let raw = B64
-            .decode(b64)
-            .map_err(|_| NoteError::Key("the key is not base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(NoteError::Key("not an Ed25519 key"));
-        }
-        let mut public = [0u8; 32];
-        public.copy_from_slice(&raw[1..]);
+        let (name, id_hex, public) = split_key(text.trim())?;
         let key = VerifyingKey::from_bytes(&public)
             .map_err(|_| NoteError::Key("not an Ed25519 point"))?;
         let id = key_id(name, &public);
