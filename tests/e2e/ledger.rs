@@ -559,7 +559,7 @@ fn a_full_store_refuses_writes_and_a_damaged_store_refuses_to_start() {
     let mut gw = Gateway::start_with(
         &up.base,
         GatewayOptions {
-            config_toml: Some("[ledger]\nmax_store_bytes = 262144\n".into()),
+            config_toml: Some("[ledger]\nmax_store_bytes = 131072\n".into()),
             ..Default::default()
         },
     );
@@ -589,6 +589,7 @@ fn a_full_store_refuses_writes_and_a_damaged_store_refuses_to_start() {
                 let oo: Value = serde_json::from_str(&body).unwrap();
                 assert_eq!(oo["issue"][0]["code"], "transient", "{oo}");
                 assert!(body.contains("full"), "{body}");
+                eprintln!("store full after {i} writes");
                 refused_at = Some(family);
                 break;
             }

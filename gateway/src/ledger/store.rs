@@ -353,9 +353,18 @@ impl Store {
         Ok(())
     }
 
-    /// A cheap write that proves the store accepts writes again after a failure.
-    pub fn probe(&self) -> Result<(), StoreError> {
-        self.set_meta("probe", "ok")
+    /// Proves the store accepts writes again after a failure: commits 64 KiB of new pages (room for
+    /// more than one batch) and frees them. Rewriting an existing row would pass on a full store.
+    pub fn probe(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("CREATE TABLE IF NOT EXISTS probe (data BLOB NOT NULL)")?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("INSERT INTO probe (data) VALUES (zeroblob(65536))", [])?;
+        tx.commit()?;
+        self.conn.execute("DELETE FROM probe", [])?;
+        Ok(())
     }
 }
 
