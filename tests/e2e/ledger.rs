@@ -228,6 +228,36 @@ fn writes_are_anchored_proved_and_tampering_in_the_ehr_is_detected() {
         );
         assert_eq!(ext["valueUnsignedInt"], leaf);
     }
+    // Conditional writes: a conditional update that creates, a conditional create that finds it (the
+    // same version, so the same leaf), and a conditional delete (a tombstone per deleted resource).
+    let cond = format!("Cond{}", std::process::id());
+    let r = client()
+        .put(format!("{base}/Patient?family={cond}"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "name": [{"family": cond}]}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let cond_leaf: u64 = r.headers()[LEAF].to_str().unwrap().parse().unwrap();
+    let cond_id = location_id(r.headers());
+    leaves.push(cond_leaf);
+    let r = client()
+        .post(format!("{base}/Patient"))
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", format!("family={cond}"))
+        .body(json!({"resourceType": "Patient", "name": [{"family": cond}]}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()[LEAF].to_str().unwrap(), cond_leaf.to_string());
+    let r = client()
+        .delete(format!("{base}/Patient?family={cond}"))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    leaves.push(r.headers()[LEAF].to_str().unwrap().parse().unwrap());
+    assert_eq!(verify(base, &format!("Patient/{cond_id}")).0, "deleted");
+
     // Every anchored version has its own leaf, in order.
     let mut sorted = leaves.clone();
     sorted.sort_unstable();
