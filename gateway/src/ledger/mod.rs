@@ -344,39 +344,10 @@ impl Ledger {
         reqs: Vec<AnchorRequest>,
     ) -> Result<Vec<Result<u64, LedgerError>>, LedgerError> {
         use sha2::{Digest, Sha256};
-        let hashes: Vec<Hash> = reqs
-            .iter()
-            .map(|r| Sha256::digest(&r.payload).into())
-            .collect();
-        // One read for every "already anchored?" question.
-        let keys: Vec<Option<(String, String, String)>> = reqs
-            .iter()
-            .map(|r| match &r.resource {
-                Some((t, i, Some(v))) => Some((t.clone(), i.clone(), v.clone())),
-                _ => None,
-            })
-            .collect();
-        let found = if keys.iter().any(Option::is_some) {
-            self.read(move |s| {
-                keys.iter()
-                    .map(|k| match k {
-                        Some((t, i, v)) => s.find(t, i, Some(v)),
-                        None => Ok(None),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?
-        } else {
-            vec![None; reqs.len()]
-        };
+        // The "already anchored?" question is answered by the sequencer on its own connection.
         let mut waits = Vec::with_capacity(reqs.len());
-        for ((req, hash), found) in reqs.into_iter().zip(hashes).zip(found) {
-            if let Some(a) =
-                found.filter(|a| a.kind == req.kind as u8 && a.canonical_sha256 == Some(hash))
-            {
-                waits.push(Ok(Ok(a.leaf)));
-                continue;
-            }
+        for req in reqs {
+            let hash: Hash = Sha256::digest(&req.payload).into();
             let salt =
                 entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
             let record = Record {
@@ -393,13 +364,12 @@ impl Ledger {
                     erased: false,
                 },
             };
-            waits.push(self.sequencer.submit(record).map(Err));
+            waits.push(self.sequencer.submit(record));
         }
         let mut out = Vec::with_capacity(waits.len());
         for w in waits {
             out.push(match w {
-                Ok(Ok(leaf)) => Ok(leaf),
-                Ok(Err(rx)) => sequencer::wait(rx).await.map_err(LedgerError::from),
+                Ok(rx) => sequencer::wait(rx).await.map_err(LedgerError::from),
                 Err(e) => Err(LedgerError::from(e)),
             });
         }

@@ -5,7 +5,7 @@
 //! takes all of them (up to `max_batch`). Under load batches grow on their own; at low load a lone entry
 //! is committed at once instead of waiting. `linger` adds an optional wait for more entries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,9 @@ pub struct Record {
     /// What the store keeps (its `leaf` is assigned here).
     pub anchor: Anchor,
 }
+
+/// (type, id, version, content hash): what makes two anchors the same version.
+type VersionKey = (Option<String>, Option<String>, Option<String>, Option<Hash>);
 
 struct Job {
     record: Record,
@@ -216,7 +219,47 @@ impl Worker {
         jobs
     }
 
+    /// Answers the jobs whose (type, id, version) is already anchored with the same content (here or
+    /// earlier in the same batch) with that leaf, and returns the others. Done on the writer's own
+    /// connection: no thread hop and no pool, which a lookup per write would otherwise cost.
+    fn dedupe(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let mut seen: HashMap<(String, String, String), (u8, Option<Hash>)> = HashMap::new();
+        let mut rest = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let a = &job.record.anchor;
+            let key = match (&a.rtype, &a.rid, &a.version) {
+                (Some(t), Some(i), Some(v)) => (t.clone(), i.clone(), v.clone()),
+                _ => {
+                    rest.push(job);
+                    continue;
+                }
+            };
+            let kind = job.record.kind as u8;
+            if seen.get(&key) == Some(&(kind, a.canonical_sha256)) {
+                // A duplicate inside this batch: it gets the leaf of the first, after the commit.
+                rest.push(job);
+                continue;
+            }
+            match self.store.find(&key.0, &key.1, Some(&key.2)) {
+                Ok(Some(found))
+                    if found.kind == kind && found.canonical_sha256 == a.canonical_sha256 =>
+                {
+                    let _ = job.reply.send(Ok(found.leaf));
+                }
+                _ => {
+                    seen.insert(key, (kind, a.canonical_sha256));
+                    rest.push(job);
+                }
+            }
+        }
+        rest
+    }
+
     fn commit(&mut self, jobs: Vec<Job>) {
+        let jobs = self.dedupe(jobs);
+        if jobs.is_empty() {
+            return;
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -228,14 +271,35 @@ impl Worker {
             ..Batch::default()
         };
         let mut full = BTreeMap::new();
-        for (i, job) in jobs.iter().enumerate() {
+        // Leaves of this batch by (type, id, version, hash): a repeat in the batch reuses the first.
+        let mut in_batch: HashMap<VersionKey, u64> = HashMap::new();
+        let mut leaves = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let a = &job.record.anchor;
+            let key = (
+                a.rtype.clone(),
+                a.rid.clone(),
+                a.version.clone(),
+                a.canonical_sha256,
+            );
+            if a.version.is_some() {
+                if let Some(&leaf) = in_batch.get(&key) {
+                    leaves.push(leaf);
+                    continue;
+                }
+            }
+            let leaf = first + batch.entries.len() as u64;
             let entry = Entry::new(job.record.kind, job.record.commitment, now).encode();
             edge.push(leaf_hash(&entry), &mut full);
             batch.entries.push(entry);
             let mut anchor = job.record.anchor.clone();
-            anchor.leaf = first + i as u64;
+            anchor.leaf = leaf;
             anchor.kind = job.record.kind as u8;
             batch.anchors.push(anchor);
+            if a.version.is_some() {
+                in_batch.insert(key, leaf);
+            }
+            leaves.push(leaf);
         }
         batch.tiles = full
             .into_iter()
@@ -248,10 +312,10 @@ impl Worker {
                 self.shared.size.store(self.edge.size(), Ordering::SeqCst);
                 self.shared
                     .committed
-                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                    .fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
                 self.shared.batches.fetch_add(1, Ordering::Relaxed);
-                for (i, job) in jobs.into_iter().enumerate() {
-                    let _ = job.reply.send(Ok(first + i as u64));
+                for (job, leaf) in jobs.into_iter().zip(leaves) {
+                    let _ = job.reply.send(Ok(leaf));
                 }
             }
             Err(e) => {
