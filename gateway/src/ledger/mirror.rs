@@ -46,10 +46,7 @@ pub fn export(
                 width,
             };
             let data = match level {
-                Some(l) => store
-                    .tile(l, index)?
-                    .filter(|d| d.len() >= usize::from(width) * 32)
-                    .map(|d| d[..usize::from(width) * 32].to_vec()),
+                Some(l) => store.hash_tile(l, index, width)?,
                 None => store.bundle(index, width)?,
             }
             .ok_or_else(|| StoreError::Inconsistent(format!("{} is missing", id.path())))?;

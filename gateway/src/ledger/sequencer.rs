@@ -301,10 +301,12 @@ impl Worker {
             }
             leaves.push(leaf);
         }
+        // Higher levels change only when a tile fills: most batches write no tile at all.
+        let filled = !full.is_empty();
         batch.tiles = full
             .into_iter()
             .map(|((l, i), d)| (l, i, d))
-            .chain(edge.partial_tiles())
+            .chain(edge.partial_tiles().filter(|_| filled))
             .collect();
         match self.store.append(&batch) {
             Ok(()) => {

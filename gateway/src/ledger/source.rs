@@ -35,17 +35,23 @@ impl HashSource for StoreTiles<'_> {
         let count = 1usize << sub;
         let tile = first / WIDTH;
         let offset = (first % WIDTH) as usize;
+        let needed = (offset + count) * 32;
         let mut cache = self.cache.borrow_mut();
-        let data = match cache.get(&(tile_level, tile)) {
+        let data = match cache.get(&(tile_level, tile)).filter(|d| d.len() >= needed) {
             Some(d) => d,
             None => {
-                let d = self.store.tile(tile_level, tile)?.ok_or_else(|| {
-                    StoreError::Inconsistent(format!("hash tile {tile_level}/{tile} is missing"))
-                })?;
-                cache.entry((tile_level, tile)).or_insert(d)
+                let d = self
+                    .store
+                    .hash_tile(tile_level, tile, (offset + count) as u16)?
+                    .ok_or_else(|| {
+                        StoreError::Inconsistent(format!(
+                            "hash tile {tile_level}/{tile} is missing"
+                        ))
+                    })?;
+                cache.insert((tile_level, tile), d);
+                &cache[&(tile_level, tile)]
             }
         };
-        let needed = (offset + count) * 32;
         if data.len() < needed || data.len() % 32 != 0 {
             return Err(StoreError::Inconsistent(format!(
                 "hash tile {tile_level}/{tile} has {} bytes, {needed} needed",

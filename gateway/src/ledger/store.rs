@@ -236,13 +236,42 @@ impl Store {
         Ok(())
     }
 
-    /// The stored bytes of hash tile (level, index): full (8 KiB) or the current partial.
+    /// The stored bytes of hash tile (level, index): a full tile (8 KiB), or for levels above 0 the
+    /// current partial one. Level-0 partial tiles are not stored (see [`Self::hash_tile`]).
     pub fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .conn
             .prepare_cached("SELECT data FROM tiles WHERE level = ?1 AND idx = ?2")?
             .query_row(params![level, index as i64], |r| r.get(0))
             .optional()?)
+    }
+
+    /// The first `width` hashes of hash tile (level, index), or `None` if the tree does not have them
+    /// yet. The level-0 tile still filling is computed from its entries: storing it would rewrite up to
+    /// 8 KiB at every commit for what 255 leaf hashes give back in microseconds.
+    pub fn hash_tile(
+        &self,
+        level: u8,
+        index: u64,
+        width: u16,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let want = usize::from(width) * 32;
+        if let Some(d) = self.tile(level, index)?.filter(|d| d.len() >= want) {
+            return Ok(Some(d[..want].to_vec()));
+        }
+        if level != 0 {
+            return Ok(None);
+        }
+        let entries = self.entries(index * WIDTH, u64::from(width))?;
+        if entries.len() != usize::from(width) {
+            return Ok(None);
+        }
+        Ok(Some(
+            entries
+                .iter()
+                .flat_map(|e| super::hash::leaf_hash(e))
+                .collect(),
+        ))
     }
 
     /// Entries `[from, from + count)`, or fewer if the log is shorter.

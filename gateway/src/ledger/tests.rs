@@ -300,7 +300,7 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
         484
     );
 
-    // Someone rewrites an old leaf's tile in the store: the next checkpoint is refused.
+    // Someone rewrites an old entry in the store: the next checkpoint is refused.
     ledger
         .anchor(
             EntryType::ResourceVersion,
@@ -312,18 +312,11 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
     {
         let conn = rusqlite::Connection::open(dir.join(STORE_FILE)).unwrap();
         let mut data: Vec<u8> = conn
-            .query_row(
-                "SELECT data FROM tiles WHERE level = 0 AND idx = 0",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT data FROM entries WHERE idx = 3", [], |r| r.get(0))
             .unwrap();
-        data[0] ^= 1;
-        conn.execute(
-            "UPDATE tiles SET data = ?1 WHERE level = 0 AND idx = 0",
-            [data],
-        )
-        .unwrap();
+        data[5] ^= 1;
+        conn.execute("UPDATE entries SET data = ?1 WHERE idx = 3", [data])
+            .unwrap();
     }
     assert!(ledger.sign_pending().is_err());
     assert!(!ledger.healthy());

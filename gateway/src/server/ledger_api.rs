@@ -84,10 +84,7 @@ async fn tile(ledger: &Arc<Ledger>, rest: &str) -> Result<Response<Body>, Gatewa
     })?;
     let data = ledger
         .read(move |s| match id.level {
-            Some(l) => Ok(s
-                .tile(l, id.index)?
-                .filter(|d| d.len() >= usize::from(id.width) * 32)
-                .map(|d| d[..usize::from(id.width) * 32].to_vec())),
+            Some(l) => s.hash_tile(l, id.index, id.width),
             None => s.bundle(id.index, id.width),
         })
         .await
