@@ -99,7 +99,8 @@ fn run_case(dir: &Path, case: &Value) -> Result<CaseResult> {
                 .with_context(|| format!("case {}: loading {f}", result.name))?;
         }
     }
-    let mut options = ValidateOptions::default();
+    // The HL7 harness leaves `anyExtensionsAllowed` off: unknown extensions are errors there.
+    let mut options = ValidateOptions::default().strict_extensions(true);
     if result.step == "profile" {
         let f = text("validate_against");
         let sd = anchorgate::validate::definitions::read_resource(&files.join(&f))

@@ -91,12 +91,24 @@ pub struct ValidateOptions {
     /// Also check best-practice (`severity: warning`) invariants such as `dom-6` ("a resource should
     /// have narrative"). They only ever add warnings, so the write path leaves them off.
     pub best_practice: bool,
+    /// Reject extensions with no known definition, as the HL7 validator does by default
+    /// (`anyExtensionsAllowed` off): except in example domains (`example.org`, `acme.com`), `nema.org`,
+    /// HL7 tooling URLs, and HL7's own namespace, whose extensions mostly live in an extension pack this
+    /// validator does not ship. Off by default: real feeds (Synthea, US Core) carry extensions of their
+    /// own, which the write path lets through with a warning.
+    pub strict_extensions: bool,
 }
 
 impl ValidateOptions {
     /// These options, with best-practice invariants on or off.
     pub fn best_practice(mut self, on: bool) -> Self {
         self.best_practice = on;
+        self
+    }
+
+    /// These options, with unknown extensions rejected (see [`Self::strict_extensions`]) or allowed.
+    pub fn strict_extensions(mut self, on: bool) -> Self {
+        self.strict_extensions = on;
         self
     }
 
@@ -216,6 +228,7 @@ impl Validator {
         }
         let mut walker = walk::Walker::new(&self.model, &self.terms).with_profiles(&self.profiles);
         walker.best_practice = options.best_practice;
+        walker.strict_extensions = options.strict_extensions;
         walker.resource(resource, true);
         let mut issues = walker.issues;
         let root = resource

@@ -24,6 +24,8 @@ pub struct Walker<'a> {
     resources: Vec<(&'a Value, usize)>,
     /// Whether best-practice (warning) invariants are checked too.
     pub best_practice: bool,
+    /// Whether extensions with no known definition are errors ([`super::ValidateOptions`]).
+    pub strict_extensions: bool,
     /// Issues in document order.
     pub issues: Vec<Issue>,
     /// Known profiles and extension definitions: `meta.profile` and extensions are checked against them.
@@ -45,6 +47,7 @@ impl<'a> Walker<'a> {
             ext_depth: 0,
             resources: Vec::new(),
             best_practice: false,
+            strict_extensions: false,
             issues: Vec::new(),
             profiles: None,
             sites: Vec::new(),
@@ -560,7 +563,14 @@ impl<'a> Walker<'a> {
             outer,
             holder,
         };
-        let found = super::extension::check(reg, self.terms, v, &site, self.path.render());
+        let found = super::extension::check(
+            reg,
+            self.terms,
+            v,
+            &site,
+            self.path.render(),
+            self.strict_extensions,
+        );
         self.issues.extend(found);
     }
 

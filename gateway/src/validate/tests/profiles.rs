@@ -160,3 +160,31 @@ fn configured_profiles_per_type() {
     );
     assert!(cfg.build_validator().is_err());
 }
+
+/// HL7 validator case `parameters-profiled-resource-invalid`: a resource that a profile requires to meet
+/// an unknown profile is an error; an unknown data type profile stays a warning (see `conform.rs`).
+#[test]
+fn unknown_profiles_required_of_resources_are_errors() {
+    let params_profile = json!({"resourceType": "StructureDefinition",
+    "url": "http://example.org/sd/params", "type": "Parameters", "kind": "resource",
+    "abstract": false, "derivation": "constraint",
+    "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Parameters",
+    "differential": {"element": [
+        {"id": "Parameters.parameter.resource", "path": "Parameters.parameter.resource",
+         "type": [{"code": "Resource", "profile": ["http://example.org/sd/unknown-patient"]}]},
+        {"id": "Parameters.parameter.valueAddress", "path": "Parameters.parameter.valueAddress",
+         "type": [{"code": "Address", "profile": ["http://example.org/sd/unknown-address"]}]}
+    ]}});
+    let v = overlay(vec![params_profile]);
+    let with_resource = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "one", "resource": {"resourceType": "Patient"}}]});
+    let errs = errors(&v, &with_resource, &["http://example.org/sd/params"]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("unknown-patient"), "{errs:?}");
+    let with_address = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "one", "valueAddress": {"city": "Gent"}}]});
+    assert_eq!(
+        errors(&v, &with_address, &["http://example.org/sd/params"]),
+        Vec::<String>::new()
+    );
+}
