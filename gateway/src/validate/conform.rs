@@ -205,6 +205,7 @@ impl<'a> Checker<'a> {
                 );
                 self.path.pop();
             }
+            super::value_absence::check(self, p, c, obj);
             if items.is_empty() {
                 continue;
             }

@@ -50,7 +50,9 @@ pub mod registry;
 pub mod schema;
 pub mod slicing;
 pub mod snapshot;
+pub mod structure_definition;
 pub mod terminology;
+pub mod value_absence;
 pub mod values;
 pub mod valueset;
 pub mod walk;
@@ -236,8 +238,14 @@ impl Validator {
             .and_then(Value::as_str)
             .unwrap_or_default();
         issues.extend(self.profile_issues(resource, &options.profiles, root));
-        if root == "Bundle" {
-            issues.extend(bundle::check(resource, root));
+        match root {
+            "Bundle" => issues.extend(bundle::check(resource, root)),
+            "StructureDefinition" => issues.extend(structure_definition::check(
+                &self.profiles,
+                &self.model,
+                resource,
+            )),
+            _ => {}
         }
         let mut outcome = OperationOutcome { issues };
         if options.json_schema && is_valid(&outcome) {

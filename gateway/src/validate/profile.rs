@@ -139,6 +139,11 @@ pub struct Elem {
     pub narrative_languages: Option<Box<str>>,
     /// Narrative source control (`narrative-source-control`): every top-level node needs a source class.
     pub narrative_sources: bool,
+    /// `mustHaveValue` (R5, as a cross-version extension): extensions alone do not make a value.
+    pub must_have_value: bool,
+    /// `valueAlternatives` (R5, as cross-version extensions): the extensions that may replace an absent
+    /// value.
+    pub value_alternatives: Vec<Box<str>>,
     /// `minValue[x]`, with its type suffix.
     pub min_value: Option<(Box<str>, Value)>,
     /// `maxValue[x]`, with its type suffix.
@@ -345,6 +350,14 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
             .and_then(|x| x.get("valueCode").or_else(|| x.get("valueString")))
             .and_then(Value::as_str)
             .map(Into::into),
+        must_have_value: extension(e, super::value_absence::MUST_HAVE_VALUE)
+            .and_then(|x| x.get("valueBoolean"))
+            .and_then(Value::as_bool)
+            == Some(true),
+        value_alternatives: extensions(e, super::value_absence::VALUE_ALTERNATIVES)
+            .filter_map(|x| x.get("valueCanonical").and_then(Value::as_str))
+            .map(Into::into)
+            .collect(),
         min_value: prefixed(e, "minValue").map(|(t, v)| (t.into(), v.clone())),
         max_value: prefixed(e, "maxValue").map(|(t, v)| (t.into(), v.clone())),
         slicing,
@@ -382,8 +395,14 @@ fn prefixed<'v>(e: &'v Value, prefix: &str) -> Option<(&'v str, &'v Value)> {
 
 /// The extension with `url` on an element definition.
 fn extension<'v>(e: &'v Value, url: &str) -> Option<&'v Value> {
+    extensions(e, url).next()
+}
+
+/// The extensions with `url` on an element definition.
+fn extensions<'v, 'u>(e: &'v Value, url: &'u str) -> impl Iterator<Item = &'v Value> + use<'v, 'u> {
     e.get("extension")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|x| x.get("url").and_then(Value::as_str) == Some(url))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |x| x.get("url").and_then(Value::as_str) == Some(url))
 }

@@ -121,8 +121,21 @@ impl Profiles {
         self.own.is_empty()
     }
 
-    /// The StructureDefinition JSON of `url` from this layer or its parents' sources.
-    fn source(&self, url: &str) -> Option<Value> {
+    /// The snapshot of `sd` (which need not be one of these profiles): its own, or generated over the
+    /// definitions known here.
+    pub fn snapshot_for(&self, sd: &Value) -> Result<Vec<Value>, String> {
+        let none = Definitions::default();
+        let snapshots = Snapshots {
+            defs: &none,
+            parent: Some(self),
+            memo: Default::default(),
+        };
+        snapshot_of(sd, &snapshots).map_err(|e| e.to_string())
+    }
+
+    /// The StructureDefinition JSON of `url` from this layer or its parents' sources (the embedded
+    /// ones at the bottom).
+    pub fn source(&self, url: &str) -> Option<Value> {
         if let Some(sd) = self.sources.get(url) {
             return Some(sd.clone());
         }

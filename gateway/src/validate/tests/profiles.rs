@@ -188,3 +188,42 @@ fn unknown_profiles_required_of_resources_are_errors() {
         Vec::<String>::new()
     );
 }
+
+/// HL7 validator cases `patient-value-alternative-good/-bad` and `patient-value-present-good`: an
+/// element without a value needs one of its `valueAlternatives` extensions, or fails `mustHaveValue`.
+#[test]
+fn value_alternatives_and_must_have_value() {
+    let profile = |url: &str, ext: Value| {
+        json!({"resourceType": "StructureDefinition", "url": url, "type": "Patient",
+            "kind": "resource", "abstract": false, "derivation": "constraint",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+            "differential": {"element": [{"path": "Patient.active", "min": 1, "extension": [ext]}]}})
+    };
+    let alt = "http://example.org/sd/alt";
+    let must = "http://example.org/sd/must";
+    let v = overlay(vec![
+        profile(
+            alt,
+            json!({"url": crate::validate::value_absence::VALUE_ALTERNATIVES,
+                   "valueCanonical": "http://hl7.org/fhir/StructureDefinition/data-absent-reason"}),
+        ),
+        profile(
+            must,
+            json!({"url": crate::validate::value_absence::MUST_HAVE_VALUE, "valueBoolean": true}),
+        ),
+    ]);
+    let absent = |url: &str, code: &str| json!({"resourceType": "Patient", "_active": {"extension": [{"url": url, "valueCode": code}]}});
+    let dar = absent(
+        "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+        "unknown",
+    );
+    let null_flavor = absent(
+        "http://hl7.org/fhir/StructureDefinition/iso21090-nullFlavor",
+        "MSK",
+    );
+    assert_eq!(errors(&v, &dar, &[alt]), Vec::<String>::new());
+    assert_eq!(errors(&v, &null_flavor, &[alt]).len(), 1);
+    assert_eq!(errors(&v, &dar, &[must]).len(), 1);
+    let valued = json!({"resourceType": "Patient", "active": true});
+    assert_eq!(errors(&v, &valued, &[alt, must]), Vec::<String>::new());
+}
