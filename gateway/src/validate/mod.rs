@@ -42,6 +42,7 @@ pub mod invariant;
 pub mod limits;
 pub mod model;
 pub mod narrative_control;
+pub mod narrative_links;
 pub mod patch;
 pub mod path;
 pub mod primitive;

@@ -122,6 +122,7 @@ impl<'a> Walker<'a> {
                     w.object(def, 0, obj, true)
                 });
                 self.invariants(&def.node(0).invariants, &[], v, Some((def, 0)));
+                self.narrative_links(obj);
                 self.resources.pop();
                 if let Some(reg) = self.profiles {
                     let loc = self.path.render();
@@ -572,6 +573,43 @@ impl<'a> Walker<'a> {
             self.strict_extensions,
         );
         self.issues.extend(found);
+    }
+
+    /// The internal links of the current resource's narrative must resolve within its root resource
+    /// (the container, for a contained one) or else within the enclosing Bundle.
+    fn narrative_links(&mut self, obj: &'a Map<String, Value>) {
+        let Some(div) = obj
+            .get("text")
+            .and_then(|t| t.get("div"))
+            .and_then(Value::as_str)
+            .filter(|d| super::narrative_links::may_link(d))
+        else {
+            return;
+        };
+        let Some(&(current, root)) = self.resources.last() else {
+            return;
+        };
+        let scope = self.resources.get(root).map_or(current, |r| r.0);
+        let bundle = self
+            .resources
+            .iter()
+            .rev()
+            .map(|r| r.0)
+            .find(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"));
+        for f in super::narrative_links::fragments(div) {
+            let found = super::narrative_links::resolves(&f, scope)
+                || bundle.is_some_and(|b| super::narrative_links::resolves(&f, b));
+            if !found {
+                self.path.push(Seg::Field("text"));
+                self.path.push(Seg::Field("div"));
+                self.error(
+                    IssueType::Invalid,
+                    format!("the narrative's hyperlink '#{f}' does not resolve to anything in the resource"),
+                );
+                self.path.pop();
+                self.path.pop();
+            }
+        }
     }
 
     /// `Attachment.size` must be the decoded length of `Attachment.data` when both are given.
