@@ -47,6 +47,7 @@ pub mod patch;
 pub mod path;
 pub mod primitive;
 pub mod profile;
+pub mod profile_constraints;
 pub mod registry;
 pub mod schema;
 pub mod slicing;

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
+use super::invariant;
 use super::model::{upper_first, Binding, Kind, Strength, UNBOUNDED};
+use super::profile_constraints::{BaseKeys, Constraint};
 use super::snapshot::split_last;
 
 /// Index of an [`Elem`] in [`Profile::elems`]; the root is 0.
@@ -23,6 +25,8 @@ pub struct Profile {
     pub contexts: Vec<Context>,
     /// Elements; 0 is the root.
     pub elems: Vec<Elem>,
+    /// The constraints this profile adds to the base (see [`Elem::constraints`]), compiled.
+    pub invariants: invariant::Table,
 }
 
 /// One `StructureDefinition.context`.
@@ -150,6 +154,8 @@ pub struct Elem {
     pub max_value: Option<(Box<str>, Value)>,
     /// `slicing`, on a sliced element.
     pub slicing: Option<Slicing>,
+    /// Constraints added to the base definition's ([`super::profile_constraints`]).
+    pub constraints: Vec<Constraint>,
     /// Child elements (not slices).
     pub children: Vec<ElemId>,
     /// Slices of this element, in order.
@@ -159,8 +165,9 @@ pub struct Elem {
 }
 
 impl Profile {
-    /// Compiles a profile from its StructureDefinition and snapshot elements.
-    pub fn compile(sd: &Value, snapshot: &[Value]) -> Self {
+    /// Compiles a profile from its StructureDefinition and snapshot elements; `base` holds the
+    /// constraints of the base definition, which the profile does not check again.
+    pub fn compile(sd: &Value, snapshot: &[Value], base: &BaseKeys) -> Self {
         let s = |k: &str| sd.get(k).and_then(Value::as_str).unwrap_or_default();
         let kind = Kind::of(sd);
         let contexts = sd
@@ -183,7 +190,9 @@ impl Profile {
             kind,
             contexts,
             elems: Vec::with_capacity(snapshot.len()),
+            invariants: invariant::Table::default(),
         };
+        let mut compiler = invariant::Compiler::default();
         let mut by_id: std::collections::HashMap<String, ElemId> = Default::default();
         for e in snapshot {
             let path = e.get("path").and_then(Value::as_str).unwrap_or_default();
@@ -193,7 +202,8 @@ impl Profile {
                 .unwrap_or(path)
                 .to_owned();
             let idx = p.elems.len();
-            let elem = compile_elem(e, &id, path);
+            let mut elem = compile_elem(e, &id, path);
+            elem.constraints = super::profile_constraints::compile(e, path, base, &mut compiler);
             if idx > 0 {
                 let (parent, last) = split_last(&id);
                 if let Some((name, _)) = last.split_once(':') {
@@ -213,6 +223,7 @@ impl Profile {
             by_id.insert(id, idx);
             p.elems.push(elem);
         }
+        p.invariants = compiler.finish();
         // A `contentReference` (`Parameters.parameter.part`) is not followed: the profile's
         // constraints on the referenced element are for that element, not for every recursion of it
         // (the HL7 validator reads them the same way); the base walk checks the recursion's structure.
@@ -361,6 +372,7 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
         min_value: prefixed(e, "minValue").map(|(t, v)| (t.into(), v.clone())),
         max_value: prefixed(e, "maxValue").map(|(t, v)| (t.into(), v.clone())),
         slicing,
+        constraints: Vec::new(),
         children: Vec::new(),
         slices: Vec::new(),
         content_ref: None,

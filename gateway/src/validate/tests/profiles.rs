@@ -227,3 +227,37 @@ fn value_alternatives_and_must_have_value() {
     let valued = json!({"resourceType": "Patient", "active": true});
     assert_eq!(errors(&v, &valued, &[alt, must]), Vec::<String>::new());
 }
+
+/// HL7 validator case `member-of-CC-bad`: a profile's own constraints are checked, `memberOf()` against
+/// the terminology (here a value set loaded with the profile).
+#[test]
+fn profile_constraints_and_member_of() {
+    let vs = json!({"resourceType": "ValueSet", "url": "http://example.org/vs/low", "status": "draft",
+        "compose": {"include": [{"system": "http://hl7.org/fhir/allergy-intolerance-criticality",
+            "concept": [{"code": "low"}]}]}});
+    let sd = json!({"resourceType": "StructureDefinition", "url": "http://example.org/sd/basic",
+    "type": "Basic", "kind": "resource", "abstract": false, "derivation": "constraint",
+    "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Basic",
+    "differential": {"element": [
+        {"path": "Basic.code", "constraint": [{"key": "bc-1", "severity": "error",
+            "human": "must be in a value set",
+            "expression": "memberOf('http://example.org/vs/low')"}]},
+        {"path": "Basic.subject", "min": 1, "constraint": [{"key": "bc-2", "severity": "error",
+            "human": "a literal reference", "expression": "reference.exists()"}]}
+    ]}});
+    let v = overlay(vec![vs, sd]);
+    let basic = |code: &str, subject: Value| {
+        json!({"resourceType": "Basic", "subject": subject, "code": {"coding": [
+            {"system": "http://hl7.org/fhir/allergy-intolerance-criticality", "code": code}]}})
+    };
+    let url = ["http://example.org/sd/basic"];
+    let good = basic("low", json!({"reference": "Patient/1"}));
+    assert_eq!(errors(&v, &good, &url), Vec::<String>::new());
+    let high = errors(&v, &basic("high", json!({"reference": "Patient/1"})), &url);
+    assert!(high.len() == 1 && high[0].contains("bc-1"), "{high:?}");
+    let display_only = errors(&v, &basic("low", json!({"display": "someone"})), &url);
+    assert!(
+        display_only.len() == 1 && display_only[0].contains("bc-2"),
+        "{display_only:?}"
+    );
+}
