@@ -377,26 +377,15 @@ impl<'a> Checker<'a> {
                         _ => return,
                     }
                 }
-                // A resource (Bundle entry, Parameters resource, contained) that must meet an
-                // unknown profile cannot be vouched for: the HL7 validator says so as an error
-                // (`validateContains`, `BUNDLE_BUNDLE_ENTRY_NOPROFILE_*`), unlike an unknown profile
-                // an instance merely claims in `meta.profile`.
-                Lookup::Unknown if is_resource_type(&t.code) => {
+                // A value (data type or resource) that must meet an unknown profile cannot be vouched
+                // for: the HL7 validator says so as an error (`VALIDATION_VAL_UNKNOWN_PROFILE`;
+                // `BUNDLE_BUNDLE_ENTRY_NOPROFILE_*` for Bundle entries, Parameters and contained
+                // resources), unlike an unknown profile an instance merely claims in `meta.profile`.
+                Lookup::Unknown => {
                     self.err(
                         IssueType::Structure,
-                        format!("the profile {url} that this resource must meet is unknown"),
+                        format!("the profile {url} that this element requires is unknown"),
                     );
-                }
-                // The HL7 validator rejects unknown data type profiles too, but its test harness
-                // keeps every profile any earlier case loaded, so its verdicts there assume profiles
-                // that a case does not name; a warning keeps such valid instances valid.
-                Lookup::Unknown => {
-                    self.report(
-                        Severity::Warning,
-                        IssueType::NotSupported,
-                        format!("profile {url} is unknown, so has not been checked"),
-                    );
-                    return;
                 }
             }
         }
@@ -482,11 +471,6 @@ impl<'a> Checker<'a> {
             _ => Membership::Unknown,
         }
     }
-}
-
-/// Whether a type code names a resource (`Resource` itself or a concrete resource type).
-fn is_resource_type(code: &str) -> bool {
-    code == "Resource" || crate::fhir::route::resource_type(code).is_some()
 }
 
 /// `Patient` for `http://hl7.org/fhir/StructureDefinition/Patient`.
