@@ -170,20 +170,7 @@ impl Profile {
     pub fn compile(sd: &Value, snapshot: &[Value], base: &BaseKeys) -> Self {
         let s = |k: &str| sd.get(k).and_then(Value::as_str).unwrap_or_default();
         let kind = Kind::of(sd);
-        let contexts = sd
-            .get("context")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                let e = c.get("expression").and_then(Value::as_str)?;
-                Some(match c.get("type").and_then(Value::as_str) {
-                    Some("extension") => Context::Extension(e.into()),
-                    Some("fhirpath") => where_context(e).unwrap_or(Context::FhirPath),
-                    _ => Context::Element(e.into()),
-                })
-            })
-            .collect();
+        let contexts = contexts_of(sd);
         let mut p = Profile {
             url: s("url").into(),
             type_name: s("type").into(),
@@ -377,6 +364,23 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
         slices: Vec::new(),
         content_ref: None,
     }
+}
+
+/// The contexts (`StructureDefinition.context`) of an extension definition.
+pub fn contexts_of(sd: &Value) -> Vec<Context> {
+    sd.get("context")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let e = c.get("expression").and_then(Value::as_str)?;
+            Some(match c.get("type").and_then(Value::as_str) {
+                Some("extension") => Context::Extension(e.into()),
+                Some("fhirpath") => where_context(e).unwrap_or(Context::FhirPath),
+                _ => Context::Element(e.into()),
+            })
+        })
+        .collect()
 }
 
 /// Parses `Patient.address.where(use = 'home')`.

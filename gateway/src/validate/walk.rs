@@ -343,8 +343,11 @@ impl<'a> Walker<'a> {
     fn value(&mut self, def: &'a TypeDef, child: Child, v: &'a Value) {
         let n = def.node(child.node);
         if let Some(holder) = n.children_of {
+            // A `contentReference` (`PlanDefinition.action.action`) is the element it names, for
+            // extension contexts as for the HL7 validator's logical paths.
+            let logical = &def.node(holder).path;
             match v.as_object() {
-                Some(obj) => self.in_site((&n.path, "BackboneElement", false, Some(v)), |w| {
+                Some(obj) => self.in_site((logical, "BackboneElement", false, Some(v)), |w| {
                     w.object(def, holder, obj, false)
                 }),
                 None => self.not_object(v),
@@ -557,12 +560,18 @@ impl<'a> Walker<'a> {
         let Some(&(path, type_name, resource, holder)) = self.sites.iter().rev().nth(1) else {
             return;
         };
+        let in_definition_value = self.sites.iter().any(|(p, ..)| {
+            p.starts_with("ElementDefinition.example.value")
+                || p.starts_with("ElementDefinition.fixed")
+                || p.starts_with("ElementDefinition.pattern")
+        });
         let site = Site {
             path,
             type_name,
             resource,
             outer,
             holder,
+            in_definition_value,
         };
         let found = super::extension::check(
             reg,

@@ -262,3 +262,23 @@ fn profile_constraints_and_member_of() {
         "{display_only:?}"
     );
 }
+
+/// HL7 validator case `maiden-name-extension`: core extensions are used where the extension pack allows
+/// them (`humanname-mothers-family` on `HumanName.family`, not on the HumanName), `CanonicalResource`
+/// meaning R4's canonical resources.
+#[test]
+fn core_extensions_follow_the_extension_pack_contexts() {
+    let v = Validator::r4();
+    let ext = json!([{"url": "http://hl7.org/fhir/StructureDefinition/humanname-mothers-family",
+        "valueString": "Mothers family"}]);
+    let on_name = json!({"resourceType": "Patient",
+        "name": [{"family": "Family", "extension": ext.clone()}]});
+    let on_family = json!({"resourceType": "Patient",
+        "name": [{"family": "Family", "_family": {"extension": ext}}]});
+    assert!(!is_valid(&v.validate(&on_name)));
+    assert!(is_valid(&v.validate(&on_family)), "{:?}", v.validate(&on_family));
+    let vs = json!({"resourceType": "ValueSet", "url": "http://example.org/vs", "status": "draft",
+        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status",
+            "valueCode": "normative"}]});
+    assert!(is_valid(&v.validate(&vs)), "{:?}", v.validate(&vs));
+}
