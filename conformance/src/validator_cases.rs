@@ -121,8 +121,11 @@ fn run_case(dir: &Path, case: &Value, shared: &Validator) -> Result<CaseResult> 
                 .with_context(|| format!("case {}: loading {f}", result.name))?;
         }
     }
-    // The HL7 harness leaves `anyExtensionsAllowed` off: unknown extensions are errors there.
-    let mut options = ValidateOptions::default().strict_extensions(true);
+    // The HL7 harness leaves `anyExtensionsAllowed` off (unknown extensions are errors there) and
+    // reports wrong Coding displays as errors.
+    let mut options = ValidateOptions::default()
+        .strict_extensions(true)
+        .check_displays(true);
     if result.step == "profile" {
         let f = text("validate_against");
         let sd = anchorgate::validate::definitions::read_resource(&files.join(&f))

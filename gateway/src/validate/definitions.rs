@@ -215,6 +215,45 @@ pub fn embedded_structure_sources() -> Result<HashMap<String, String>, Definitio
     Ok(out)
 }
 
+/// The display of every concept of the embedded R4 CodeSystems, by (system, code).
+pub fn embedded_code_system_displays() -> Result<HashMap<(String, String), String>, DefinitionsError>
+{
+    let name = "r4-terminology.ndjson.gz";
+    let mut text = String::new();
+    GzDecoder::new(R4_TERMINOLOGY)
+        .read_to_string(&mut text)
+        .map_err(|e| DefinitionsError::Decompress(name, e))?;
+    let mut out = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if !line.starts_with("{\"resourceType\":\"CodeSystem\"") {
+            continue;
+        }
+        let cs: Value =
+            serde_json::from_str(line).map_err(|e| DefinitionsError::Json(name, n + 1, e))?;
+        let Some(url) = cs.get("url").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut stack: Vec<&Value> = vec![&cs];
+        while let Some(holder) = stack.pop() {
+            for c in holder
+                .get("concept")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(code), Some(display)) = (
+                    c.get("code").and_then(Value::as_str),
+                    c.get("display").and_then(Value::as_str),
+                ) {
+                    out.insert((url.to_owned(), code.to_owned()), display.to_owned());
+                }
+                stack.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The extension pack's records of the core extensions (`url`, `version`, `context`), by URL.
 pub fn extension_pack_contexts() -> Result<HashMap<String, Value>, DefinitionsError> {
     let name = "extension-contexts-5.3.0-ballot-tc1.ndjson.gz";

@@ -26,6 +26,10 @@ pub struct Walker<'a> {
     pub best_practice: bool,
     /// Whether extensions with no known definition are errors ([`super::ValidateOptions`]).
     pub strict_extensions: bool,
+    /// Whether Coding displays are checked ([`super::ValidateOptions`]).
+    pub check_displays: bool,
+    /// Codings whose display their code system does not give: issues unless a profile offers it.
+    pub display_findings: Vec<super::displays::Finding>,
     /// Issues in document order.
     pub issues: Vec<Issue>,
     /// Known profiles and extension definitions: `meta.profile` and extensions are checked against them.
@@ -48,6 +52,8 @@ impl<'a> Walker<'a> {
             resources: Vec::new(),
             best_practice: false,
             strict_extensions: false,
+            check_displays: false,
+            display_findings: Vec::new(),
             issues: Vec::new(),
             profiles: None,
             sites: Vec::new(),
@@ -452,6 +458,9 @@ impl<'a> Walker<'a> {
             }
             Target::Complex(tid) => match v.as_object() {
                 Some(obj) => {
+                    if self.check_displays && &*t.code == "Coding" {
+                        self.display(n, v);
+                    }
                     let d = self.model.def(tid);
                     let ext = &*d.type_name == "Extension" && d.kind == Kind::Complex;
                     if ext {
@@ -475,6 +484,19 @@ impl<'a> Walker<'a> {
             IssueType::Structure,
             format!("must be a JSON object, not {}", json_kind_of(v)),
         );
+    }
+
+    /// Records a Coding whose display its code system does not give; the element a profile would bind
+    /// is the CodeableConcept holding it, or the Coding element itself.
+    fn display(&mut self, n: &Node, v: &Value) {
+        let element = match self.sites.iter().rev().nth(1) {
+            Some(&(holder, ..)) if &*n.path == "CodeableConcept.coding" => holder,
+            _ => &n.path,
+        };
+        let path = &self.path;
+        if let Some(f) = super::displays::check(v, || path.render(), element) {
+            self.display_findings.push(f);
+        }
     }
 
     /// A required binding on a code, Coding, CodeableConcept or Quantity.

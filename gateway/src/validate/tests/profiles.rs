@@ -276,9 +276,46 @@ fn core_extensions_follow_the_extension_pack_contexts() {
     let on_family = json!({"resourceType": "Patient",
         "name": [{"family": "Family", "_family": {"extension": ext}}]});
     assert!(!is_valid(&v.validate(&on_name)));
-    assert!(is_valid(&v.validate(&on_family)), "{:?}", v.validate(&on_family));
+    assert!(
+        is_valid(&v.validate(&on_family)),
+        "{:?}",
+        v.validate(&on_family)
+    );
     let vs = json!({"resourceType": "ValueSet", "url": "http://example.org/vs", "status": "draft",
         "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/structuredefinition-standards-status",
             "valueCode": "normative"}]});
     assert!(is_valid(&v.validate(&vs)), "{:?}", v.validate(&vs));
+}
+
+/// HL7 validator case `patient-translated-codes`: a display the code system does not give is an error
+/// (when displays are checked), unless the value set a checked profile binds the element to offers it.
+#[test]
+fn coding_displays_follow_the_code_system_or_the_profile_binding() {
+    let patient = |display: &str| {
+        json!({"resourceType": "Patient", "contact": [{"name": {"text": "Someone"}, "relationship": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "C",
+                         "display": display}]}]}]})
+    };
+    let checked = ValidateOptions::default().check_displays(true);
+    let v = Validator::r4();
+    assert!(!is_valid(
+        &v.validate_with(&patient("alt-display"), &checked)
+    ));
+    assert!(is_valid(&v.validate(&patient("alt-display"))));
+    let right = v.validate_with(&patient("emergency contact"), &checked);
+    assert!(is_valid(&right), "{right:?}");
+    let sd = json!({"resourceType": "StructureDefinition", "url": "http://example.org/sd/translated",
+        "type": "Patient", "kind": "resource", "abstract": false, "derivation": "constraint",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "contained": [{"resourceType": "ValueSet", "id": "rel", "status": "draft",
+            "expansion": {"timestamp": "2019-05-23T10:18:03Z", "contains": [
+                {"system": "http://terminology.hl7.org/CodeSystem/v2-0131", "code": "C",
+                 "display": "alt-display"}]}}],
+        "differential": {"element": [{"path": "Patient.contact.relationship",
+            "binding": {"strength": "required", "valueSet": "#rel"}}]}});
+    let v = overlay(vec![sd]);
+    let with_profile =
+        ValidateOptions::with_profile("http://example.org/sd/translated").check_displays(true);
+    let out = v.validate_with(&patient("alt-display"), &with_profile);
+    assert!(is_valid(&out), "{out:?}");
 }
