@@ -11,6 +11,9 @@ gzip-compressed NDJSON files next to this script:
   r4-terminology.ndjson.gz R4 4.0.1 ValueSets (expanded where possible)
                            and CodeSystems
   ips-2.0.0.ndjson.gz      IPS 2.0.0 StructureDefinitions and ValueSets
+  extension-contexts-5.3.0-ballot-tc1.ndjson.gz
+                           where each core extension may be used, by the
+                           extension pack (url, version, context only)
   definitions.lock.json    package pins, counts, output hashes
 
 Usage:
@@ -73,7 +76,9 @@ PACKAGES = [
     },
     # IPS 2.0.0 profiles point at four extensions of this exact version
     # (`...|5.3.0-ballot-tc1`); only the StructureDefinitions IPS reaches
-    # (transitively) are taken from it.
+    # (transitively) are taken from it, and the contexts of all its core
+    # extensions (the HL7 validator judges where R4 core extensions may be
+    # used by this pack).
     {
         "name": EXTENSIONS,
         "version": "5.3.0-ballot-tc1",
@@ -84,6 +89,7 @@ PACKAGES = [
 OUT_CORE = "r4-core.ndjson.gz"
 OUT_TERM = "r4-terminology.ndjson.gz"
 OUT_IPS = "ips-2.0.0.ndjson.gz"
+OUT_EXT_CONTEXTS = "extension-contexts-5.3.0-ballot-tc1.ndjson.gz"
 LOCK = "definitions.lock.json"
 
 WANTED_TYPES = ("StructureDefinition", "SearchParameter", "ValueSet", "CodeSystem")
@@ -824,10 +830,20 @@ def _build(out_dir, cache_dir, tmp):
         ips.append(compact_value_set(vs, exp))
     ips += [compact_code_system(ips_cs[u]) for u in sorted(ips_cs)]
 
+    # --- where core extensions may be used, by the extension pack ---
+    ext_contexts = [
+        {"resourceType": "StructureDefinition", "url": u, "version": sd.get("version"),
+         "type": "Extension", "kind": sd.get("kind"), "derivation": sd.get("derivation"),
+         "context": sd.get("context", [])}
+        for u, sd in sorted(ext_sd.items())
+        if u.startswith("http://hl7.org/fhir/StructureDefinition/") and sd.get("type") == "Extension"
+    ]
+
     # --- write ---
     outputs = {}
     os.makedirs(out_dir, exist_ok=True)
-    for fname, resources, comp in ((OUT_CORE, core, []), (OUT_TERM, term, computed), (OUT_IPS, ips, ips_computed)):
+    for fname, resources, comp in ((OUT_CORE, core, []), (OUT_TERM, term, computed), (OUT_IPS, ips, ips_computed),
+                                   (OUT_EXT_CONTEXTS, ext_contexts, [])):
         raw = ndjson_bytes(resources)
         gz = gzip_bytes(raw)
         with open(os.path.join(out_dir, fname), "wb") as f:
@@ -905,6 +921,7 @@ def sanity(out_dir):
     css = {r["url"]: r for r in term if r["resourceType"] == "CodeSystem"}
     ips_sds = {r["url"]: r for r in ips if r["resourceType"] == "StructureDefinition"}
     ips_vss = {r["url"]: r for r in ips if r["resourceType"] == "ValueSet"}
+    ext_ctx = {r["url"]: r for r in load_ndjson_gz(os.path.join(out_dir, OUT_EXT_CONTEXTS))}
 
     def kind(r, k, derivation="specialization"):
         return r.get("kind") == k and r.get("derivation") == derivation
@@ -961,6 +978,11 @@ def sanity(out_dir):
     print("  IPS StructureDefinitions: %d (+%d extensions from %s), ValueSets: %d (%d with expansion)"
           % (n_ips_own, len(ips_sds) - n_ips_own, EXTENSIONS, len(ips_vss),
              sum(1 for r in ips_vss.values() if "expansion" in r)))
+
+    print("  extension pack contexts: %d core extensions" % len(ext_ctx))
+    r = ext_ctx.get("http://hl7.org/fhir/StructureDefinition/humanname-mothers-family")
+    check(r and r.get("context"), "humanname-mothers-family contexts: %s"
+          % ([c.get("expression") for c in r["context"]] if r else None))
 
     # Required bindings: which ValueSets can the validator check offline?
     all_vs = dict(vss)
@@ -1029,7 +1051,7 @@ def main():
     try:
         build(tmp, args.tarballs)
         failed = False
-        for fname in (OUT_CORE, OUT_TERM, OUT_IPS):
+        for fname in (OUT_CORE, OUT_TERM, OUT_IPS, OUT_EXT_CONTEXTS):
             new = open(os.path.join(tmp, fname), "rb").read()
             path = os.path.join(args.out, fname)
             if not os.path.exists(path):

@@ -159,10 +159,17 @@ fn resolve(
     if plain.contains(':') {
         return by_url.get(plain).copied();
     }
-    let base = full_url.and_then(|u| {
-        let (ty, id) = restful_tail(u)?;
-        u.strip_suffix(&format!("{ty}/{id}"))
-    })?;
+    let full_url = full_url?;
+    if full_url.starts_with("urn:") {
+        // A `urn:uuid:`/`urn:oid:` entry has no RESTful base; the HL7 validator then takes the URN's
+        // prefix as the base and the reference's id as the rest (`Practitioner/5d95…` →
+        // `urn:uuid:5d95…`), and holds the entry found to the type the reference names.
+        let (_, id) = plain.split_once('/')?;
+        let (prefix, _) = full_url.rsplit_once(':')?;
+        return by_url.get(format!("{prefix}:{id}").as_str()).copied();
+    }
+    let (ty, id) = restful_tail(full_url)?;
+    let base = full_url.strip_suffix(&format!("{ty}/{id}"))?;
     by_url.get(format!("{base}{plain}").as_str()).copied()
 }
 
@@ -294,5 +301,26 @@ mod tests {
             {"fullUrl": "http://x.org/fhir/Observation/o1", "resource": {"resourceType": "Observation", "id": "o1",
               "subject": {"reference": "Patient/p1/_history/2"}}}]});
         assert!(check(&coll, "Bundle").is_empty());
+    }
+
+    /// HL7 validator case `bad-bundle-reference-type-4`: under a `urn:uuid:` fullUrl, `Type/id`
+    /// resolves to the entry `urn:uuid:id`, which must then be of that type.
+    #[test]
+    fn relative_references_under_urn_full_urls_resolve_by_id_and_keep_their_type() {
+        let bundle = |ty: &str| {
+            json!({"resourceType": "Bundle", "type": "collection", "entry": [
+                {"fullUrl": "urn:uuid:54fc3e09-e279-4b74-a8ff-2649ec968642",
+                 "resource": {"resourceType": "Patient", "generalPractitioner": [
+                     {"reference": "Practitioner/5d9588d8-3cd6-4b32-8fb7-ad13694e069d"}]}},
+                {"fullUrl": "urn:uuid:5d9588d8-3cd6-4b32-8fb7-ad13694e069d",
+                 "resource": {"resourceType": ty}}]})
+        };
+        let bad = check(&bundle("Organization"), "Bundle");
+        assert_eq!(
+            exprs(&bad),
+            ["Bundle.entry[0].resource.generalPractitioner[0]"],
+            "{bad:?}"
+        );
+        assert!(check(&bundle("Practitioner"), "Bundle").is_empty());
     }
 }

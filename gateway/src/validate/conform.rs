@@ -37,6 +37,10 @@ pub struct Checker<'a> {
     prefix: String,
     path: Path<'a>,
     depth: u32,
+    /// The innermost resource being checked (`%resource` for profile constraints), once known.
+    resource: Option<&'a Value>,
+    /// The outermost one (`%rootResource`).
+    root: Option<&'a Value>,
     /// Issues found.
     pub issues: Vec<Issue>,
 }
@@ -50,8 +54,20 @@ impl<'a> Checker<'a> {
             prefix,
             path: Path::default(),
             depth: 0,
+            resource: None,
+            root: None,
             issues: Vec::new(),
         }
+    }
+
+    /// The innermost resource being checked, once known.
+    pub fn resource(&self) -> Option<&'a Value> {
+        self.resource
+    }
+
+    /// The outermost resource being checked, once known.
+    pub fn root_resource(&self) -> Option<&'a Value> {
+        self.root
     }
 
     /// Whether an error has been found.
@@ -91,6 +107,8 @@ impl<'a> Checker<'a> {
             prefix: self.location(),
             path: Path::default(),
             depth: self.depth + 1,
+            resource: self.resource,
+            root: self.root,
             issues: Vec::new(),
         }
     }
@@ -110,6 +128,17 @@ impl<'a> Checker<'a> {
 
     /// One value of element `e`.
     pub fn value(&mut self, p: &'a Profile, e: ElemId, v: &'a Value, ty: Option<&'a ElemType>) {
+        let outer = self.resource;
+        if v.get("resourceType").is_some() {
+            self.resource = Some(v);
+            self.root = self.root.or(Some(v));
+        }
+        self.element(p, e, v, ty);
+        self.resource = outer;
+    }
+
+    /// [`Self::value`] within the current resource.
+    fn element(&mut self, p: &'a Profile, e: ElemId, v: &'a Value, ty: Option<&'a ElemType>) {
         let el = p.elem(e);
         let single = match el.types.as_slice() {
             [t] => Some(t),
@@ -162,6 +191,9 @@ impl<'a> Checker<'a> {
             }
         }
         super::limits::check(self, el, v, &p.url);
+        if !el.constraints.is_empty() {
+            super::profile_constraints::check(self, p, &el.constraints, v);
+        }
         if let Some(t) = ty {
             self.type_profiles(t, v);
             if &*t.code == "Reference" && !t.target_profiles.is_empty() {
@@ -205,6 +237,7 @@ impl<'a> Checker<'a> {
                 );
                 self.path.pop();
             }
+            super::value_absence::check(self, p, c, obj);
             if items.is_empty() {
                 continue;
             }
@@ -344,13 +377,15 @@ impl<'a> Checker<'a> {
                         _ => return,
                     }
                 }
+                // A value (data type or resource) that must meet an unknown profile cannot be vouched
+                // for: the HL7 validator says so as an error (`VALIDATION_VAL_UNKNOWN_PROFILE`;
+                // `BUNDLE_BUNDLE_ENTRY_NOPROFILE_*` for Bundle entries, Parameters and contained
+                // resources), unlike an unknown profile an instance merely claims in `meta.profile`.
                 Lookup::Unknown => {
-                    self.report(
-                        Severity::Warning,
-                        IssueType::NotSupported,
-                        format!("profile {url} is unknown, so has not been checked"),
+                    self.err(
+                        IssueType::Structure,
+                        format!("the profile {url} that this element requires is unknown"),
                     );
-                    return;
                 }
             }
         }
@@ -407,7 +442,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Whether the code(s) in `v` are in value set `vs`.
-    fn membership(&self, vs: &str, v: &Value) -> Membership {
+    pub fn membership(&self, vs: &str, v: &Value) -> Membership {
         let one = |system: Option<&str>, code: &str| match self.reg.member(vs, system, code) {
             Membership::Unknown => self.terms.member(vs, system, code),
             m => m,

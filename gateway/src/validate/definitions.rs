@@ -14,6 +14,10 @@ static R4_CORE: &[u8] = include_bytes!("../../../profiles/r4-core.ndjson.gz");
 static R4_TERMINOLOGY: &[u8] = include_bytes!("../../../profiles/r4-terminology.ndjson.gz");
 /// International Patient Summary 2.0.0 profiles, the extensions they use, and their ValueSets.
 static IPS: &[u8] = include_bytes!("../../../profiles/ips-2.0.0.ndjson.gz");
+/// Where each core extension may be used, by the extension pack the HL7 validator judges R4 by
+/// (`hl7.fhir.uv.extensions.r4` 5.3.0-ballot-tc1): url, version and `context` only.
+static EXTENSION_CONTEXTS: &[u8] =
+    include_bytes!("../../../profiles/extension-contexts-5.3.0-ballot-tc1.ndjson.gz");
 
 /// Why a definitions bundle cannot be read. Only a corrupt build could produce one.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +210,67 @@ pub fn embedded_structure_sources() -> Result<HashMap<String, String>, Definitio
             if let Some((url, _)) = rest.split_once('"') {
                 out.insert(url.to_owned(), line.to_owned());
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The display of every concept of the embedded R4 CodeSystems, by (system, code).
+pub fn embedded_code_system_displays() -> Result<HashMap<(String, String), String>, DefinitionsError>
+{
+    let name = "r4-terminology.ndjson.gz";
+    let mut text = String::new();
+    GzDecoder::new(R4_TERMINOLOGY)
+        .read_to_string(&mut text)
+        .map_err(|e| DefinitionsError::Decompress(name, e))?;
+    let mut out = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if !line.starts_with("{\"resourceType\":\"CodeSystem\"") {
+            continue;
+        }
+        let cs: Value =
+            serde_json::from_str(line).map_err(|e| DefinitionsError::Json(name, n + 1, e))?;
+        let Some(url) = cs.get("url").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut stack: Vec<&Value> = vec![&cs];
+        while let Some(holder) = stack.pop() {
+            for c in holder
+                .get("concept")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(code), Some(display)) = (
+                    c.get("code").and_then(Value::as_str),
+                    c.get("display").and_then(Value::as_str),
+                ) {
+                    out.insert((url.to_owned(), code.to_owned()), display.to_owned());
+                }
+                stack.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The extension pack's records of the core extensions (`url`, `version`, `context`), by URL.
+pub fn extension_pack_contexts() -> Result<HashMap<String, Value>, DefinitionsError> {
+    let name = "extension-contexts-5.3.0-ballot-tc1.ndjson.gz";
+    let mut text = String::new();
+    GzDecoder::new(EXTENSION_CONTEXTS)
+        .read_to_string(&mut text)
+        .map_err(|e| DefinitionsError::Decompress(name, e))?;
+    let mut out = HashMap::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| DefinitionsError::Json(name, n + 1, e))?;
+        if let Some(url) = v.get("url").and_then(Value::as_str) {
+            out.insert(url.to_owned(), v);
         }
     }
     Ok(out)

@@ -30,27 +30,35 @@
 //! [`ValidateOptions::best_practice`]. Bundles are checked as a whole ([`bundle`]); HL7's R4 JSON Schema
 //! is an optional second opinion ([`schema`]).
 //!
+//! Optional, as the HL7 validator's defaults but off on the write path: unknown extensions as errors
+//! ([`ValidateOptions::strict_extensions`]) and Coding display checks ([`displays`]).
+//!
 //! Not yet: reference resolution outside Bundles (so `resolve()` discriminators and target profiles
-//! beyond the type), display checks and non-required bindings.
+//! beyond the type) and non-required bindings.
 
 pub mod bundle;
 pub mod conform;
 pub mod definitions;
+pub mod displays;
 pub mod enforce;
 pub mod extension;
 pub mod invariant;
 pub mod limits;
 pub mod model;
 pub mod narrative_control;
+pub mod narrative_links;
 pub mod patch;
 pub mod path;
 pub mod primitive;
 pub mod profile;
+pub mod profile_constraints;
 pub mod registry;
 pub mod schema;
 pub mod slicing;
 pub mod snapshot;
+pub mod structure_definition;
 pub mod terminology;
+pub mod value_absence;
 pub mod values;
 pub mod valueset;
 pub mod walk;
@@ -91,12 +99,34 @@ pub struct ValidateOptions {
     /// Also check best-practice (`severity: warning`) invariants such as `dom-6` ("a resource should
     /// have narrative"). They only ever add warnings, so the write path leaves them off.
     pub best_practice: bool,
+    /// Reject extensions with no known definition, as the HL7 validator does by default
+    /// (`anyExtensionsAllowed` off): except in example domains (`example.org`, `acme.com`), `nema.org`,
+    /// HL7 tooling URLs, and HL7's own namespace, whose extensions mostly live in an extension pack this
+    /// validator does not ship. Off by default: real feeds (Synthea, US Core) carry extensions of their
+    /// own, which the write path lets through with a warning.
+    pub strict_extensions: bool,
+    /// Check each Coding's display against its code system (R4's), as the HL7 validator does ("Wrong
+    /// Display Name" errors), accepting too what a checked profile's bound value set offers. Off by
+    /// default: a wrong display does not change what the data means.
+    pub check_displays: bool,
 }
 
 impl ValidateOptions {
     /// These options, with best-practice invariants on or off.
     pub fn best_practice(mut self, on: bool) -> Self {
         self.best_practice = on;
+        self
+    }
+
+    /// These options, with unknown extensions rejected (see [`Self::strict_extensions`]) or allowed.
+    pub fn strict_extensions(mut self, on: bool) -> Self {
+        self.strict_extensions = on;
+        self
+    }
+
+    /// These options, with Coding displays checked (see [`Self::check_displays`]) or not.
+    pub fn check_displays(mut self, on: bool) -> Self {
+        self.check_displays = on;
         self
     }
 
@@ -216,15 +246,41 @@ impl Validator {
         }
         let mut walker = walk::Walker::new(&self.model, &self.terms).with_profiles(&self.profiles);
         walker.best_practice = options.best_practice;
+        walker.strict_extensions = options.strict_extensions;
+        walker.check_displays = options.check_displays;
         walker.resource(resource, true);
         let mut issues = walker.issues;
+        let claimed = resource.pointer("/meta/profile").and_then(Value::as_array);
+        let checked: Vec<&str> = options
+            .profiles
+            .iter()
+            .map(String::as_str)
+            .chain(claimed.into_iter().flatten().filter_map(Value::as_str))
+            .collect();
+        issues.extend(
+            walker
+                .display_findings
+                .iter()
+                .filter(|f| {
+                    !checked
+                        .iter()
+                        .any(|u| displays::offered_by(&self.profiles, u, f))
+                })
+                .map(displays::Finding::issue),
+        );
         let root = resource
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or_default();
         issues.extend(self.profile_issues(resource, &options.profiles, root));
-        if root == "Bundle" {
-            issues.extend(bundle::check(resource, root));
+        match root {
+            "Bundle" => issues.extend(bundle::check(resource, root)),
+            "StructureDefinition" => issues.extend(structure_definition::check(
+                &self.profiles,
+                &self.model,
+                resource,
+            )),
+            _ => {}
         }
         let mut outcome = OperationOutcome { issues };
         if options.json_schema && is_valid(&outcome) {

@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
+use super::invariant;
 use super::model::{upper_first, Binding, Kind, Strength, UNBOUNDED};
+use super::profile_constraints::{BaseKeys, Constraint};
 use super::snapshot::split_last;
 
 /// Index of an [`Elem`] in [`Profile::elems`]; the root is 0.
@@ -23,6 +25,8 @@ pub struct Profile {
     pub contexts: Vec<Context>,
     /// Elements; 0 is the root.
     pub elems: Vec<Elem>,
+    /// The constraints this profile adds to the base (see [`Elem::constraints`]), compiled.
+    pub invariants: invariant::Table,
 }
 
 /// One `StructureDefinition.context`.
@@ -139,12 +143,19 @@ pub struct Elem {
     pub narrative_languages: Option<Box<str>>,
     /// Narrative source control (`narrative-source-control`): every top-level node needs a source class.
     pub narrative_sources: bool,
+    /// `mustHaveValue` (R5, as a cross-version extension): extensions alone do not make a value.
+    pub must_have_value: bool,
+    /// `valueAlternatives` (R5, as cross-version extensions): the extensions that may replace an absent
+    /// value.
+    pub value_alternatives: Vec<Box<str>>,
     /// `minValue[x]`, with its type suffix.
     pub min_value: Option<(Box<str>, Value)>,
     /// `maxValue[x]`, with its type suffix.
     pub max_value: Option<(Box<str>, Value)>,
     /// `slicing`, on a sliced element.
     pub slicing: Option<Slicing>,
+    /// Constraints added to the base definition's ([`super::profile_constraints`]).
+    pub constraints: Vec<Constraint>,
     /// Child elements (not slices).
     pub children: Vec<ElemId>,
     /// Slices of this element, in order.
@@ -154,31 +165,21 @@ pub struct Elem {
 }
 
 impl Profile {
-    /// Compiles a profile from its StructureDefinition and snapshot elements.
-    pub fn compile(sd: &Value, snapshot: &[Value]) -> Self {
+    /// Compiles a profile from its StructureDefinition and snapshot elements; `base` holds the
+    /// constraints of the base definition, which the profile does not check again.
+    pub fn compile(sd: &Value, snapshot: &[Value], base: &BaseKeys) -> Self {
         let s = |k: &str| sd.get(k).and_then(Value::as_str).unwrap_or_default();
         let kind = Kind::of(sd);
-        let contexts = sd
-            .get("context")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| {
-                let e = c.get("expression").and_then(Value::as_str)?;
-                Some(match c.get("type").and_then(Value::as_str) {
-                    Some("extension") => Context::Extension(e.into()),
-                    Some("fhirpath") => where_context(e).unwrap_or(Context::FhirPath),
-                    _ => Context::Element(e.into()),
-                })
-            })
-            .collect();
+        let contexts = contexts_of(sd);
         let mut p = Profile {
             url: s("url").into(),
             type_name: s("type").into(),
             kind,
             contexts,
             elems: Vec::with_capacity(snapshot.len()),
+            invariants: invariant::Table::default(),
         };
+        let mut compiler = invariant::Compiler::default();
         let mut by_id: std::collections::HashMap<String, ElemId> = Default::default();
         for e in snapshot {
             let path = e.get("path").and_then(Value::as_str).unwrap_or_default();
@@ -188,7 +189,8 @@ impl Profile {
                 .unwrap_or(path)
                 .to_owned();
             let idx = p.elems.len();
-            let elem = compile_elem(e, &id, path);
+            let mut elem = compile_elem(e, &id, path);
+            elem.constraints = super::profile_constraints::compile(e, path, base, &mut compiler);
             if idx > 0 {
                 let (parent, last) = split_last(&id);
                 if let Some((name, _)) = last.split_once(':') {
@@ -208,6 +210,7 @@ impl Profile {
             by_id.insert(id, idx);
             p.elems.push(elem);
         }
+        p.invariants = compiler.finish();
         // A `contentReference` (`Parameters.parameter.part`) is not followed: the profile's
         // constraints on the referenced element are for that element, not for every recursion of it
         // (the HL7 validator reads them the same way); the base walk checks the recursion's structure.
@@ -345,13 +348,39 @@ fn compile_elem(e: &Value, id: &str, path: &str) -> Elem {
             .and_then(|x| x.get("valueCode").or_else(|| x.get("valueString")))
             .and_then(Value::as_str)
             .map(Into::into),
+        must_have_value: extension(e, super::value_absence::MUST_HAVE_VALUE)
+            .and_then(|x| x.get("valueBoolean"))
+            .and_then(Value::as_bool)
+            == Some(true),
+        value_alternatives: extensions(e, super::value_absence::VALUE_ALTERNATIVES)
+            .filter_map(|x| x.get("valueCanonical").and_then(Value::as_str))
+            .map(Into::into)
+            .collect(),
         min_value: prefixed(e, "minValue").map(|(t, v)| (t.into(), v.clone())),
         max_value: prefixed(e, "maxValue").map(|(t, v)| (t.into(), v.clone())),
         slicing,
+        constraints: Vec::new(),
         children: Vec::new(),
         slices: Vec::new(),
         content_ref: None,
     }
+}
+
+/// The contexts (`StructureDefinition.context`) of an extension definition.
+pub fn contexts_of(sd: &Value) -> Vec<Context> {
+    sd.get("context")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let e = c.get("expression").and_then(Value::as_str)?;
+            Some(match c.get("type").and_then(Value::as_str) {
+                Some("extension") => Context::Extension(e.into()),
+                Some("fhirpath") => where_context(e).unwrap_or(Context::FhirPath),
+                _ => Context::Element(e.into()),
+            })
+        })
+        .collect()
 }
 
 /// Parses `Patient.address.where(use = 'home')`.
@@ -382,8 +411,14 @@ fn prefixed<'v>(e: &'v Value, prefix: &str) -> Option<(&'v str, &'v Value)> {
 
 /// The extension with `url` on an element definition.
 fn extension<'v>(e: &'v Value, url: &str) -> Option<&'v Value> {
+    extensions(e, url).next()
+}
+
+/// The extensions with `url` on an element definition.
+fn extensions<'v, 'u>(e: &'v Value, url: &'u str) -> impl Iterator<Item = &'v Value> + use<'v, 'u> {
     e.get("extension")
-        .and_then(Value::as_array)?
-        .iter()
-        .find(|x| x.get("url").and_then(Value::as_str) == Some(url))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |x| x.get("url").and_then(Value::as_str) == Some(url))
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::definitions::{embedded_structure_sources, strip_version, Definitions};
 use super::profile::Profile;
+use super::profile_constraints::BaseKeys;
 use super::snapshot::{snapshot_of, Bases};
 use super::terminology::Membership;
 use super::valueset::ValueSets;
@@ -55,21 +56,34 @@ impl Profiles {
             }
             match snapshots.get(url) {
                 Ok(snap) => {
-                    out.own
-                        .insert(url.as_str().into(), Arc::new(Profile::compile(sd, &snap)));
+                    let ty = sd.get("type").and_then(Value::as_str).unwrap_or_default();
+                    let core = snapshots
+                        .get(&format!("http://hl7.org/fhir/StructureDefinition/{ty}"))
+                        .unwrap_or_default();
+                    let base = BaseKeys::of(&core);
+                    out.own.insert(
+                        url.as_str().into(),
+                        Arc::new(Profile::compile(sd, &snap, &base)),
+                    );
                 }
                 Err(why) => {
                     out.broken.insert(url.as_str().into(), why);
                 }
             }
         }
-        let wanted: Vec<Box<str>> = out
+        let mut wanted: Vec<Box<str>> = out
             .own
             .values()
             .flat_map(|p| p.elems.iter())
             .filter_map(|e| e.binding.as_ref())
             .map(|b| b.value_set.clone())
             .collect();
+        wanted.extend(
+            out.own
+                .values()
+                .flat_map(|p| super::profile_constraints::value_sets(p))
+                .map(Into::into),
+        );
         out.value_sets = ValueSets::build(defs, wanted.iter().map(|s| &**s));
         if out.parent.is_some() {
             out.sources = defs.structures.clone();
@@ -121,8 +135,21 @@ impl Profiles {
         self.own.is_empty()
     }
 
-    /// The StructureDefinition JSON of `url` from this layer or its parents' sources.
-    fn source(&self, url: &str) -> Option<Value> {
+    /// The snapshot of `sd` (which need not be one of these profiles): its own, or generated over the
+    /// definitions known here.
+    pub fn snapshot_for(&self, sd: &Value) -> Result<Vec<Value>, String> {
+        let none = Definitions::default();
+        let snapshots = Snapshots {
+            defs: &none,
+            parent: Some(self),
+            memo: Default::default(),
+        };
+        snapshot_of(sd, &snapshots).map_err(|e| e.to_string())
+    }
+
+    /// The StructureDefinition JSON of `url` from this layer or its parents' sources (the embedded
+    /// ones at the bottom).
+    pub fn source(&self, url: &str) -> Option<Value> {
         if let Some(sd) = self.sources.get(url) {
             return Some(sd.clone());
         }

@@ -86,6 +86,9 @@ impl Generator<'_> {
     /// Merges differential element `d` (with id `id`) into the snapshot.
     fn apply(&mut self, d: &Value, id: &str) -> Result<(), String> {
         let at = self.locate(id)?;
+        if let Some(path) = d.get("path").and_then(Value::as_str) {
+            check_path(&self.elements[at], path)?;
+        }
         merge(&mut self.elements[at], d);
         Ok(())
     }
@@ -275,6 +278,40 @@ impl Generator<'_> {
         }
         self.elements.splice(p + 1..p + 1, copies);
         Ok(())
+    }
+}
+
+/// A differential element's `path` must name the element its id located: by its own name, or, for a
+/// choice, renamed for one of its types (`value[x]` as `valueQuantity`); HL7's snapshot generator
+/// refuses anything else (`Observation.valueBla`). Only the last step of a path at the same depth is
+/// compared: earlier steps of an expanded choice (`valueQuantity.code`) differ in form between
+/// differential and snapshot, and a path that disagrees with its id in depth is left to the id (HL7
+/// accepts such differentials).
+fn check_path(located: &Value, path: &str) -> Result<(), String> {
+    let own = located
+        .get("path")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (want_parent, want) = split_last(own);
+    let (got_parent, got) = split_last(path);
+    if want == got || want_parent.matches('.').count() != got_parent.matches('.').count() {
+        return Ok(());
+    }
+    let renamed_ok = want.strip_suffix("[x]").is_some_and(|name| {
+        got.strip_prefix(name).is_some_and(|suffix| {
+            located
+                .get("type")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.get("code").and_then(Value::as_str))
+                .any(|code| super::model::upper_first(code) == suffix)
+        })
+    });
+    if renamed_ok {
+        Ok(())
+    } else {
+        Err(format!("the path must be '{own}' not '{path}'"))
     }
 }
 

@@ -24,6 +24,12 @@ pub struct Walker<'a> {
     resources: Vec<(&'a Value, usize)>,
     /// Whether best-practice (warning) invariants are checked too.
     pub best_practice: bool,
+    /// Whether extensions with no known definition are errors ([`super::ValidateOptions`]).
+    pub strict_extensions: bool,
+    /// Whether Coding displays are checked ([`super::ValidateOptions`]).
+    pub check_displays: bool,
+    /// Codings whose display their code system does not give: issues unless a profile offers it.
+    pub display_findings: Vec<super::displays::Finding>,
     /// Issues in document order.
     pub issues: Vec<Issue>,
     /// Known profiles and extension definitions: `meta.profile` and extensions are checked against them.
@@ -45,6 +51,9 @@ impl<'a> Walker<'a> {
             ext_depth: 0,
             resources: Vec::new(),
             best_practice: false,
+            strict_extensions: false,
+            check_displays: false,
+            display_findings: Vec::new(),
             issues: Vec::new(),
             profiles: None,
             sites: Vec::new(),
@@ -119,6 +128,7 @@ impl<'a> Walker<'a> {
                     w.object(def, 0, obj, true)
                 });
                 self.invariants(&def.node(0).invariants, &[], v, Some((def, 0)));
+                self.narrative_links(obj);
                 self.resources.pop();
                 if let Some(reg) = self.profiles {
                     let loc = self.path.render();
@@ -339,8 +349,11 @@ impl<'a> Walker<'a> {
     fn value(&mut self, def: &'a TypeDef, child: Child, v: &'a Value) {
         let n = def.node(child.node);
         if let Some(holder) = n.children_of {
+            // A `contentReference` (`PlanDefinition.action.action`) is the element it names, for
+            // extension contexts as for the HL7 validator's logical paths.
+            let logical = &def.node(holder).path;
             match v.as_object() {
-                Some(obj) => self.in_site((&n.path, "BackboneElement", false, Some(v)), |w| {
+                Some(obj) => self.in_site((logical, "BackboneElement", false, Some(v)), |w| {
                     w.object(def, holder, obj, false)
                 }),
                 None => self.not_object(v),
@@ -445,6 +458,9 @@ impl<'a> Walker<'a> {
             }
             Target::Complex(tid) => match v.as_object() {
                 Some(obj) => {
+                    if self.check_displays && &*t.code == "Coding" {
+                        self.display(n, v);
+                    }
                     let d = self.model.def(tid);
                     let ext = &*d.type_name == "Extension" && d.kind == Kind::Complex;
                     if ext {
@@ -468,6 +484,19 @@ impl<'a> Walker<'a> {
             IssueType::Structure,
             format!("must be a JSON object, not {}", json_kind_of(v)),
         );
+    }
+
+    /// Records a Coding whose display its code system does not give; the element a profile would bind
+    /// is the CodeableConcept holding it, or the Coding element itself.
+    fn display(&mut self, n: &Node, v: &Value) {
+        let element = match self.sites.iter().rev().nth(1) {
+            Some(&(holder, ..)) if &*n.path == "CodeableConcept.coding" => holder,
+            _ => &n.path,
+        };
+        let path = &self.path;
+        if let Some(f) = super::displays::check(v, || path.render(), element) {
+            self.display_findings.push(f);
+        }
     }
 
     /// A required binding on a code, Coding, CodeableConcept or Quantity.
@@ -553,15 +582,65 @@ impl<'a> Walker<'a> {
         let Some(&(path, type_name, resource, holder)) = self.sites.iter().rev().nth(1) else {
             return;
         };
+        let in_definition_value = self.sites.iter().any(|(p, ..)| {
+            p.starts_with("ElementDefinition.example.value")
+                || p.starts_with("ElementDefinition.fixed")
+                || p.starts_with("ElementDefinition.pattern")
+        });
         let site = Site {
             path,
             type_name,
             resource,
             outer,
             holder,
+            in_definition_value,
         };
-        let found = super::extension::check(reg, self.terms, v, &site, self.path.render());
+        let found = super::extension::check(
+            reg,
+            self.terms,
+            v,
+            &site,
+            self.path.render(),
+            self.strict_extensions,
+        );
         self.issues.extend(found);
+    }
+
+    /// The internal links of the current resource's narrative must resolve within its root resource
+    /// (the container, for a contained one) or else within the enclosing Bundle.
+    fn narrative_links(&mut self, obj: &'a Map<String, Value>) {
+        let Some(div) = obj
+            .get("text")
+            .and_then(|t| t.get("div"))
+            .and_then(Value::as_str)
+            .filter(|d| super::narrative_links::may_link(d))
+        else {
+            return;
+        };
+        let Some(&(current, root)) = self.resources.last() else {
+            return;
+        };
+        let scope = self.resources.get(root).map_or(current, |r| r.0);
+        let bundle = self
+            .resources
+            .iter()
+            .rev()
+            .map(|r| r.0)
+            .find(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"));
+        for f in super::narrative_links::fragments(div) {
+            let found = super::narrative_links::resolves(&f, scope)
+                || bundle.is_some_and(|b| super::narrative_links::resolves(&f, b));
+            if !found {
+                self.path.push(Seg::Field("text"));
+                self.path.push(Seg::Field("div"));
+                self.error(
+                    IssueType::Invalid,
+                    format!("the narrative's hyperlink '#{f}' does not resolve to anything in the resource"),
+                );
+                self.path.pop();
+                self.path.pop();
+            }
+        }
     }
 
     /// `Attachment.size` must be the decoded length of `Attachment.data` when both are given.
