@@ -118,6 +118,10 @@ struct ValidateArgs {
     /// (JSON or XML), or a directory of such files. Repeatable.
     #[arg(long, value_name = "FILE")]
     load: Vec<PathBuf>,
+    /// Judge as strictly as the HL7 validator's defaults: unknown extensions and wrong Coding displays
+    /// are errors (the gateway's `validation.strict_extensions` and `validation.check_displays`).
+    #[arg(long)]
+    strict: bool,
     /// Resource files to validate.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -363,7 +367,10 @@ fn validate_files(args: &ValidateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = ValidateOptions::with_profiles(profiles).json_schema(true);
+    let options = ValidateOptions::with_profiles(profiles)
+        .json_schema(true)
+        .strict_extensions(args.strict)
+        .check_displays(args.strict);
     let mut bodies = Vec::with_capacity(files.len());
     for path in files {
         match std::fs::read(path) {

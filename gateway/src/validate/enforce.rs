@@ -53,6 +53,12 @@ pub struct ValidationConfig {
     /// StructureDefinition walk (which already covers what the schema checks). Off by default: it costs
     /// about 1.5× the walk again. `$validate` and `anchorgate validate` always run it.
     pub json_schema: bool,
+    /// Reject extensions whose definition is unknown, as the HL7 validator does by default. Off by
+    /// default: EHRs (and Synthea) carry their own extensions, whose definitions a gateway rarely has;
+    /// turn it on once `definitions` holds them.
+    pub strict_extensions: bool,
+    /// Reject a Coding whose display differs from its (R4) code system's, as the HL7 validator does.
+    pub check_displays: bool,
 }
 
 impl ValidationConfig {
@@ -202,7 +208,9 @@ pub fn check_resource(
         .unwrap_or_default();
     let options =
         ValidateOptions::with_profiles(cfg.profiles.get(root).into_iter().flatten().cloned())
-            .json_schema(cfg.json_schema);
+            .json_schema(cfg.json_schema)
+            .strict_extensions(cfg.strict_extensions)
+            .check_displays(cfg.check_displays);
     let mut outcome = validator.validate_with(resource, &options);
     if root == "Bundle" && !cfg.profiles.is_empty() {
         entry_profiles(cfg, validator, resource, &mut outcome);
