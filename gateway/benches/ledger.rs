@@ -9,12 +9,13 @@ use std::hint::black_box;
 use anchorgate::ledger::edge::Edge;
 use anchorgate::ledger::entry::{commitment, Entry, EntryType};
 use anchorgate::ledger::hash::{self, leaf_hash};
-use anchorgate::ledger::note::NoteSigner;
 use anchorgate::ledger::proof;
 use anchorgate::ledger::source::StoreTiles;
 use anchorgate::ledger::store::Store;
-use anchorgate::ledger::{AnchorRequest, Ledger, LedgerConfig, STORE_FILE};
+use anchorgate::ledger::{AnchorRequest, Ledger, STORE_FILE};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+mod support;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -51,27 +52,9 @@ fn cpu(c: &mut Criterion) {
 }
 
 fn stored(c: &mut Criterion) {
-    let dir = std::env::temp_dir().join(format!("anchorgate-bench-ledger-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("key");
-    std::fs::write(
-        &key,
-        NoteSigner::generate("bench.anchorgate/log")
-            .unwrap()
-            .encode(),
-    )
-    .unwrap();
-    let cfg = LedgerConfig {
-        key_file: Some(key),
-        batch_max_entries: 4096,
-        ..LedgerConfig::default()
-    };
+    let (dir, cfg) = support::ledger_dir("ledger", 4096);
     let n = 100_000u64;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let n = rt.block_on(async {
         let ledger = Ledger::open(&cfg, &dir.join("ledger")).unwrap();
         for chunk in 0..n / 1000 {

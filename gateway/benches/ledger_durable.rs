@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anchorgate::ledger::entry::EntryType;
-use anchorgate::ledger::note::NoteSigner;
 use anchorgate::ledger::source::StoreTiles;
-use anchorgate::ledger::{proof, AnchorRequest, Ledger, LedgerConfig};
+use anchorgate::ledger::{proof, AnchorRequest, Ledger};
+
+mod support;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -51,25 +52,8 @@ fn main() {
         env("ENTRIES", 200_000)
     };
     let appenders = env("APPENDERS", 512);
-    let dir = std::env::temp_dir().join(format!("anchorgate-bench-durable-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("key");
-    std::fs::write(
-        &key,
-        NoteSigner::generate("bench.anchorgate/log")
-            .unwrap()
-            .encode(),
-    )
-    .unwrap();
-    let cfg = LedgerConfig {
-        key_file: Some(key),
-        ..LedgerConfig::default()
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (dir, cfg) = support::ledger_dir("durable", 256);
+    let rt = support::runtime();
     let payload = vec![b'x'; 2048];
     let (rate, committed, batches, sizes) = rt.block_on(async {
         let ledger = Ledger::open(&cfg, &dir.join("ledger")).unwrap();
