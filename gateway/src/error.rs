@@ -175,6 +175,15 @@ impl GatewayError {
     }
 }
 
+/// A ledger that cannot answer (a store read failed) makes the request fail as unavailable; the cause
+/// is logged, never sent.
+impl From<crate::ledger::LedgerError> for GatewayError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        tracing::error!(error = %e, "ledger read failed");
+        GatewayError::LedgerUnavailable(e.to_string())
+    }
+}
+
 /// A response carrying `outcome` with `status`.
 pub fn outcome_response(
     status: StatusCode,

@@ -45,11 +45,9 @@ pub fn export(
                 index,
                 width,
             };
-            let data = match level {
-                Some(l) => store.hash_tile(l, index, width)?,
-                None => store.bundle(index, width)?,
-            }
-            .ok_or_else(|| StoreError::Inconsistent(format!("{} is missing", id.path())))?;
+            let data = store
+                .tile_data(&id)?
+                .ok_or_else(|| StoreError::Inconsistent(format!("{} is missing", id.path())))?;
             write_atomic(&root.join(id.path()), &data)?;
             // The partial this tile replaces (same tile, the old width) is no longer needed.
             let old_width = old_count.saturating_sub(index * WIDTH).min(WIDTH) as u16;

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 pub use config::LedgerConfig;
 use entry::EntryType;
-use hash::Hash;
 use note::{Checkpoint, NoteSigner};
 use sequencer::{AppendError, BatchLimits, Record, Sequencer};
 use source::StoreTiles;
@@ -68,6 +67,32 @@ pub struct AnchorRequest {
     pub payload: Vec<u8>,
     /// Resource type, id and version, for the store's mapping.
     pub resource: Option<(String, String, Option<String>)>,
+}
+
+impl AnchorRequest {
+    /// The entry to append: a fresh salt, the commitment, and what the store keeps beside it.
+    fn into_record(self) -> Result<Record, LedgerError> {
+        use sha2::{Digest, Sha256};
+        let salt = entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
+        let (rtype, rid, version) = match self.resource {
+            Some((t, i, v)) => (Some(t), Some(i), v),
+            None => (None, None, None),
+        };
+        Ok(Record {
+            kind: self.kind,
+            commitment: entry::commitment(self.kind, &salt, &self.payload),
+            anchor: Anchor {
+                leaf: 0,
+                kind: self.kind as u8,
+                rtype,
+                rid,
+                version,
+                salt: Some(salt),
+                canonical_sha256: Some(Sha256::digest(&self.payload).into()),
+                erased: false,
+            },
+        })
+    }
 }
 
 /// A signed checkpoint, as published.
@@ -165,16 +190,12 @@ impl Ledger {
                     ))
                     .into());
                 }
-                let checkpoint = Checkpoint::parse(note.split("\n\n").next().unwrap_or(""))
-                    .map(|mut c| {
-                        c.size = cp_size;
-                        c
-                    })
-                    .unwrap_or(Checkpoint {
-                        origin: signer.name().to_owned(),
-                        size: cp_size,
-                        root: cp_root,
-                    });
+                // Size and root as stored (just checked against the tree); the origin is the note's.
+                let checkpoint = Checkpoint {
+                    origin: note.lines().next().unwrap_or(signer.name()).to_owned(),
+                    size: cp_size,
+                    root: cp_root,
+                };
                 Some(Arc::new(SignedCheckpoint { checkpoint, note }))
             }
             None => None,
@@ -238,21 +259,12 @@ impl Ledger {
             "verifier": verifier,
             "previous": previous,
         }));
-        let salt = entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
-        let record = Record {
+        let record = AnchorRequest {
             kind: EntryType::KeyEvent,
-            commitment: entry::commitment(EntryType::KeyEvent, &salt, &payload),
-            anchor: Anchor {
-                leaf: 0,
-                kind: EntryType::KeyEvent as u8,
-                rtype: None,
-                rid: None,
-                version: None,
-                salt: Some(salt),
-                canonical_sha256: Some(<sha2::Sha256 as sha2::Digest>::digest(&payload).into()),
-                erased: false,
-            },
-        };
+            payload,
+            resource: None,
+        }
+        .into_record()?;
         // Queued, not awaited: this runs inside start-up, possibly on an async thread; the entry is
         // durable within one batch and in the next checkpoint.
         drop(self.sequencer.submit(record)?);
@@ -343,28 +355,10 @@ impl Ledger {
         self: &Arc<Self>,
         reqs: Vec<AnchorRequest>,
     ) -> Result<Vec<Result<u64, LedgerError>>, LedgerError> {
-        use sha2::{Digest, Sha256};
         // The "already anchored?" question is answered by the sequencer on its own connection.
         let mut waits = Vec::with_capacity(reqs.len());
         for req in reqs {
-            let hash: Hash = Sha256::digest(&req.payload).into();
-            let salt =
-                entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
-            let record = Record {
-                kind: req.kind,
-                commitment: entry::commitment(req.kind, &salt, &req.payload),
-                anchor: Anchor {
-                    leaf: 0,
-                    kind: req.kind as u8,
-                    rtype: req.resource.as_ref().map(|r| r.0.clone()),
-                    rid: req.resource.as_ref().map(|r| r.1.clone()),
-                    version: req.resource.as_ref().and_then(|r| r.2.clone()),
-                    salt: Some(salt),
-                    canonical_sha256: Some(hash),
-                    erased: false,
-                },
-            };
-            waits.push(self.sequencer.submit(record));
+            waits.push(self.sequencer.submit(req.into_record()?));
         }
         let mut out = Vec::with_capacity(waits.len());
         for w in waits {

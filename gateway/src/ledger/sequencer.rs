@@ -219,38 +219,24 @@ impl Worker {
         jobs
     }
 
-    /// Answers the jobs whose (type, id, version) is already anchored with the same content (here or
-    /// earlier in the same batch) with that leaf, and returns the others. Done on the writer's own
-    /// connection: no thread hop and no pool, which a lookup per write would otherwise cost.
+    /// Answers the jobs whose (type, id, version) is already anchored with the same content with that
+    /// leaf, and returns the others (a repeat inside the batch is left to [`Self::commit`]). Done on the
+    /// writer's own connection: no thread hop and no pool, which a lookup per write would otherwise cost.
     fn dedupe(&self, jobs: Vec<Job>) -> Vec<Job> {
-        let mut seen: HashMap<(String, String, String), (u8, Option<Hash>)> = HashMap::new();
         let mut rest = Vec::with_capacity(jobs.len());
         for job in jobs {
             let a = &job.record.anchor;
-            let key = match (&a.rtype, &a.rid, &a.version) {
-                (Some(t), Some(i), Some(v)) => (t.clone(), i.clone(), v.clone()),
-                _ => {
-                    rest.push(job);
-                    continue;
-                }
-            };
-            let kind = job.record.kind as u8;
-            if seen.get(&key) == Some(&(kind, a.canonical_sha256)) {
-                // A duplicate inside this batch: it gets the leaf of the first, after the commit.
-                rest.push(job);
-                continue;
-            }
-            match self.store.find(&key.0, &key.1, Some(&key.2)) {
-                Ok(Some(found))
-                    if found.kind == kind && found.canonical_sha256 == a.canonical_sha256 =>
-                {
-                    let _ = job.reply.send(Ok(found.leaf));
-                }
-                _ => {
-                    seen.insert(key, (kind, a.canonical_sha256));
-                    rest.push(job);
+            if let (Some(t), Some(i), Some(v)) = (&a.rtype, &a.rid, &a.version) {
+                if let Ok(Some(found)) = self.store.find(t, i, Some(v)) {
+                    if found.kind == job.record.kind as u8
+                        && found.canonical_sha256 == a.canonical_sha256
+                    {
+                        let _ = job.reply.send(Ok(found.leaf));
+                        continue;
+                    }
                 }
             }
+            rest.push(job);
         }
         rest
     }

@@ -299,6 +299,15 @@ impl Store {
         Ok(out)
     }
 
+    /// The bytes of any tile, as c2sp tlog-tiles serves it: a hash tile or an entry bundle of
+    /// `id.width`; `None` if the log does not have them (yet).
+    pub fn tile_data(&self, id: &super::tile::TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        match id.level {
+            Some(l) => self.hash_tile(l, id.index, id.width),
+            None => self.bundle(id.index, id.width),
+        }
+    }
+
     /// The entry bundle of tile `index`, `width` entries.
     pub fn bundle(&self, index: u64, width: u16) -> Result<Option<Vec<u8>>, StoreError> {
         let entries = self.entries(index * WIDTH, u64::from(width))?;

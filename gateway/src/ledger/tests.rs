@@ -2,7 +2,7 @@
 //! tree, durability across reopen, and refusal to sign over a tampered store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::hash::{leaf_hash, root_of_leaves, HashSource, MemoryTree};
+use super::hash::{leaf_hash, root_of_leaves, Hash, HashSource, MemoryTree};
 use super::proof::{consistency, inclusion, verify_consistency, verify_inclusion};
 use super::*;
 

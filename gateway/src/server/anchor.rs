@@ -15,7 +15,6 @@ use serde_json::Value;
 
 use super::readback;
 use crate::fhir::canonical::canonical_bytes;
-use crate::fhir::parse::parse_wellformed;
 use crate::fhir::{Format, Interaction, Route};
 use crate::ledger::entry::{delete_payload, EntryType};
 use crate::ledger::{AnchorRequest, Ledger};
@@ -73,14 +72,12 @@ pub async fn anchor_write(
     ledger: &Arc<Ledger>,
     w: &Write<'_>,
     headers: &HeaderMap,
-    body: &Bytes,
-    format: Option<Format>,
+    parsed: Option<&Value>,
 ) -> Result<Vec<Option<u64>>, String> {
-    let parsed = format.and_then(|f| parse_wellformed(f, body).ok());
     let items: Vec<Option<Item>> = match w.route.interaction {
         Interaction::BatchOrTransaction => {
             let resp = parsed.ok_or("the batch/transaction response has no Bundle")?;
-            bundle_items(gw, w, &resp)
+            bundle_items(gw, w, resp)
         }
         Interaction::Delete => vec![w.route.id.clone().map(|id| Item::Delete {
             rtype: w.route.resource_type.unwrap_or_default().to_owned(),
@@ -133,10 +130,10 @@ fn single_item(
     gw: &Gateway,
     w: &Write<'_>,
     headers: &HeaderMap,
-    parsed: Option<Value>,
+    parsed: Option<&Value>,
 ) -> Result<Item, String> {
-    if let Some(v) = parsed.filter(is_stored_resource) {
-        return Ok(Item::Version(v));
+    if let Some(v) = parsed.filter(|v| is_stored_resource(v)) {
+        return Ok(Item::Version(v.clone()));
     }
     let location = headers
         .get(LOCATION)
@@ -390,10 +387,15 @@ pub fn mark_bundle(doc: &mut Value, leaves: &[Option<u64>]) -> bool {
 /// Adds each entry's leaf index to a batch/transaction response Bundle, changing nothing else: JSON is
 /// re-serialised (values, key order and decimals kept); XML gets the extension spliced in after each
 /// `<response>` start tag, every other byte kept.
-pub fn mark_bundle_body(format: Format, bytes: &Bytes, leaves: &[Option<u64>]) -> Option<Bytes> {
+pub fn mark_bundle_body(
+    format: Format,
+    bytes: &Bytes,
+    parsed: Option<Value>,
+    leaves: &[Option<u64>],
+) -> Option<Bytes> {
     match format {
         Format::Json => {
-            let mut doc = crate::fhir::parse::parse_wellformed(format, bytes).ok()?;
+            let mut doc = parsed?;
             if !mark_bundle(&mut doc, leaves) {
                 return None;
             }
@@ -439,8 +441,13 @@ mod tests {
 <entry><resource><Patient><id value=\"1\"/></Patient></resource><response><status value=\"201\"/></response></entry>\
 <entry><response><status value=\"200\"/></response></entry>\
 <entry><response ><status value=\"201\"/></response></entry></Bundle>";
-        let out =
-            mark_bundle_body(Format::Xml, &Bytes::from(xml), &[Some(7), None, Some(9)]).unwrap();
+        let out = mark_bundle_body(
+            Format::Xml,
+            &Bytes::from(xml),
+            None,
+            &[Some(7), None, Some(9)],
+        )
+        .unwrap();
         let text = String::from_utf8(out.to_vec()).unwrap();
         let ext = |n: u64| leaf_extension_xml(n);
         let want = xml
@@ -463,6 +470,7 @@ mod tests {
         let out = mark_bundle_body(
             Format::Json,
             &Bytes::from(json),
+            serde_json::from_str(json).ok(),
             &[Some(3), Some(u64::from(u32::MAX))],
         )
         .unwrap();

@@ -14,7 +14,7 @@ use crate::fhir::RouteError;
 use crate::ledger::hash::{self, Hash};
 use crate::ledger::source::StoreTiles;
 use crate::ledger::tile::TileId;
-use crate::ledger::{proof, Ledger, LedgerError};
+use crate::ledger::{proof, Ledger};
 use crate::server::state::Gateway;
 
 /// The path prefix of the log (c2sp tlog-tiles' `<prefix>`).
@@ -82,21 +82,10 @@ async fn tile(ledger: &Arc<Ledger>, rest: &str) -> Result<Response<Body>, Gatewa
             None,
         )
     })?;
-    let data = ledger
-        .read(move |s| match id.level {
-            Some(l) => s.hash_tile(l, id.index, id.width),
-            None => s.bundle(id.index, id.width),
-        })
-        .await
-        .map_err(internal)?;
+    let data = ledger.read(move |s| s.tile_data(&id)).await?;
     let data =
         data.ok_or_else(|| GatewayError::NotFound(format!("{} does not exist (yet)", id.path())))?;
     Ok(respond("application/octet-stream", IMMUTABLE, data))
-}
-
-fn internal(e: LedgerError) -> GatewayError {
-    tracing::error!(error = %e, "ledger read failed");
-    GatewayError::LedgerUnavailable(e.to_string())
 }
 
 /// A `u64` query parameter; `None` when absent.
@@ -171,8 +160,7 @@ async fn inclusion(
             let root = hash::root(&tiles, size)?;
             Ok((proof, root))
         })
-        .await
-        .map_err(internal)?;
+        .await?;
     let proof =
         proof.map_err(|e| GatewayError::bad_request(e.to_string(), Some("index".into())))?;
     Ok(json(&serde_json::json!({
@@ -197,8 +185,7 @@ async fn consistency(
             let new_root = hash::root(&tiles, new)?;
             Ok((proof, old_root, new_root))
         })
-        .await
-        .map_err(internal)?;
+        .await?;
     let proof = proof.map_err(|e| GatewayError::bad_request(e.to_string(), Some("old".into())))?;
     Ok(json(&serde_json::json!({
         "old": old,

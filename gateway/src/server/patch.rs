@@ -165,13 +165,7 @@ async fn fetch_current(
         return Ok(Some((value, fetched.headers.get(ETAG).cloned())));
     }
     // A conditional patch: exactly one match, or the upstream decides (404 or 412).
-    let entries: Vec<&Value> = value
-        .get("entry")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.pointer("/search/mode").and_then(Value::as_str) != Some("outcome"))
-        .collect();
+    let entries: Vec<&Value> = readback::matches(&value).collect();
     let [only] = entries.as_slice() else {
         return Ok(None);
     };

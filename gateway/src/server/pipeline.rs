@@ -345,16 +345,8 @@ async fn write_context<'a>(
         if found.status == StatusCode::OK {
             deleted_ids = found
                 .value
-                .as_ref()
-                .and_then(|b| b.get("entry"))
-                .and_then(serde_json::Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|e| {
-                    e.pointer("/search/mode")
-                        .and_then(serde_json::Value::as_str)
-                        != Some("outcome")
-                })
+                .iter()
+                .flat_map(super::readback::matches)
                 .filter_map(|e| {
                     e.pointer("/resource/id")
                         .and_then(serde_json::Value::as_str)
@@ -526,14 +518,16 @@ async fn response_filter(
             _ => None,
         };
         let bundle = route.interaction == Interaction::BatchOrTransaction;
+        // Parsed once, for anchoring and for marking a Bundle's entries.
+        let parsed = format.and_then(|f| crate::fhir::parse::parse_wellformed(f, &bytes).ok());
         let mut bytes = bytes;
-        match anchor::anchor_write(gw, ledger, w, &parts.headers, &bytes, format).await {
+        match anchor::anchor_write(gw, ledger, w, &parts.headers, parsed.as_ref()).await {
             Ok(leaves) => {
                 if let Some(v) = anchor::leaf_header(&leaves, bundle) {
                     parts.headers.insert(anchor::LEAF_HEADER, v);
                 }
                 if let (true, Some(f)) = (bundle, format) {
-                    if let Some(marked) = anchor::mark_bundle_body(f, &bytes, &leaves) {
+                    if let Some(marked) = anchor::mark_bundle_body(f, &bytes, parsed, &leaves) {
                         bytes = marked;
                     }
                 }

@@ -27,6 +27,16 @@ pub struct Fetched {
     pub value: Option<Value>,
 }
 
+/// The entries of a searchset Bundle that are matches (not `search.mode = outcome` issues).
+pub fn matches(bundle: &Value) -> impl Iterator<Item = &Value> {
+    bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.pointer("/search/mode").and_then(Value::as_str) != Some("outcome"))
+}
+
 /// GETs `rest?query` (relative to the upstream base) with `auth` as the client's credentials.
 pub async fn get(
     gw: &Gateway,

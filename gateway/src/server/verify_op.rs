@@ -140,8 +140,7 @@ async fn verify(
     let asked = route.version.clone();
     let latest = ledger
         .read(move |s| s.find(&t, &i, asked.as_deref()))
-        .await
-        .map_err(internal)?;
+        .await?;
     let mut out = Vec::new();
     let Some(anchor) = latest else {
         out.push(result(Verdict::Unanchored, "nothing was anchored for it"));
@@ -222,8 +221,7 @@ async fn receipt(
     let (t, i, v) = (rtype.to_owned(), id.to_owned(), version.map(str::to_owned));
     let anchor: Anchor = ledger
         .read(move |s| s.find(&t, &i, v.as_deref()))
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| {
             GatewayError::NotFound(match version {
                 Some(v) => {
@@ -273,16 +271,8 @@ fn result(v: Verdict, why: &str) -> Value {
     json!({"name": "result", "valueCode": v.code(), "part": [{"name": "reason", "valueString": why}]})
 }
 
-fn internal(e: crate::ledger::LedgerError) -> GatewayError {
-    tracing::error!(error = %e, "ledger read failed");
-    GatewayError::LedgerUnavailable(e.to_string())
-}
-
 async fn entry_of(ledger: &Arc<Ledger>, leaf: u64) -> Result<Entry, GatewayError> {
-    let raw = ledger
-        .read(move |s| s.entries(leaf, 1))
-        .await
-        .map_err(internal)?;
+    let raw = ledger.read(move |s| s.entries(leaf, 1)).await?;
     let bytes = raw
         .first()
         .ok_or_else(|| GatewayError::Internal(format!("leaf {leaf} is anchored but missing")))?;
@@ -302,8 +292,7 @@ async fn proof_for(
             let l = ledger.clone();
             tokio::task::spawn_blocking(move || l.sign_pending())
                 .await
-                .map_err(|e| GatewayError::Internal(e.to_string()))?
-                .map_err(internal)?;
+                .map_err(|e| GatewayError::Internal(e.to_string()))??;
             covered(ledger).ok_or_else(|| {
                 GatewayError::LedgerUnavailable("no checkpoint covers this entry yet".into())
             })?
@@ -312,8 +301,7 @@ async fn proof_for(
     let size = cp.checkpoint.size;
     let path = ledger
         .read(move |s| proof::inclusion(&StoreTiles::new(s), leaf, size))
-        .await
-        .map_err(internal)?
+        .await?
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     Ok((cp, path))
 }
