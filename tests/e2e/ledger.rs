@@ -738,3 +738,112 @@ fn the_independent_verifier_passes_its_self_test() {
     let (code, out) = python_verify(&["selftest"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn ledger_endpoints_answer_bad_input_with_an_outcome() {
+    let up = Upstream::shared();
+    let gw = Gateway::start(&up.base);
+    create(
+        &gw.base,
+        &json!({"resourceType": "Patient", "name": [{"family": "Probe"}]}),
+        None,
+    );
+    wait_for_checkpoint(&gw, 1);
+    let root = gw.root();
+    let long = "9".repeat(40);
+    let cases: Vec<(reqwest::Method, String, u16)> = vec![
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/tile/0/x000/001"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/tile/0/001.p/0"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/tile/9/000"),
+            400,
+        ),
+        // The client resolves the dot segments: the path leaves /ledger/ and nothing is served.
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/tile/%2e%2e/%2e%2e/etc/passwd"),
+            404,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/tile/0/999"),
+            404,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/proof/inclusion?index=abc"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/proof/inclusion?index={long}"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/proof/inclusion"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/proof/inclusion?index=5&size=1"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/proof/inclusion?index=0&size=99999999"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/proof/consistency?new=1"),
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{root}/ledger/proof/consistency?old=9&new=1"),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{root}/ledger/checkpoint"),
+            405,
+        ),
+        (reqwest::Method::GET, format!("{root}/ledger/nothing"), 404),
+        (
+            reqwest::Method::POST,
+            format!("{}/Patient/x/$verify", gw.base),
+            405,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{}/Patient/never/_history/1/$receipt", gw.base),
+            404,
+        ),
+    ];
+    for (method, url, want) in cases {
+        let r = client().request(method.clone(), &url).send().unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().unwrap();
+        assert_eq!(status, want, "{method} {url}: {body}");
+        let oo: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{url}: {body}"));
+        assert_eq!(oo["resourceType"], "OperationOutcome", "{url}: {body}");
+    }
+    // The gateway is still healthy and anchoring.
+    let (s, leaf, _) = create(
+        &gw.base,
+        &json!({"resourceType": "Patient", "name": [{"family": "Probe2"}]}),
+        None,
+    );
+    assert_eq!(s, 201);
+    assert!(leaf.is_some());
+}
