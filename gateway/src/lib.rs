@@ -12,6 +12,7 @@ pub mod fhir;
 pub mod filter;
 pub mod ledger;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod validate;

@@ -104,6 +104,19 @@ pub struct SignedCheckpoint {
     pub note: String,
 }
 
+/// Whether a payload matches what the ledger committed to at a leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commitment {
+    /// The payload is what was committed to.
+    Matches,
+    /// The entry is of another resource or type, or commits to something else.
+    Mismatch,
+    /// Nothing is anchored at that leaf.
+    Unanchored,
+    /// The salt was erased; nothing can be proven any more.
+    Erased,
+}
+
 /// A running ledger.
 #[derive(Debug)]
 pub struct Ledger {
@@ -368,6 +381,49 @@ impl Ledger {
             });
         }
         Ok(out)
+    }
+
+    /// Whether `payload` is exactly what the entry at `leaf` committed to, as an entry of type `kind`
+    /// for `(rtype, id)`: the check a consent must pass before any decision uses it.
+    pub async fn holds(
+        self: &Arc<Self>,
+        leaf: u64,
+        kind: EntryType,
+        rtype: &str,
+        id: &str,
+        payload: Vec<u8>,
+    ) -> Result<Commitment, LedgerError> {
+        let (t, i) = (rtype.to_owned(), id.to_owned());
+        self.read(move |s| {
+            let Some(anchor) = s.anchor_at(leaf)? else {
+                return Ok(Commitment::Unanchored);
+            };
+            if anchor.kind != kind as u8
+                || anchor.rtype.as_deref() != Some(t.as_str())
+                || anchor.rid.as_deref() != Some(i.as_str())
+            {
+                return Ok(Commitment::Mismatch);
+            }
+            let Some(salt) = anchor.salt else {
+                return Ok(Commitment::Erased);
+            };
+            let raw = s.entries(leaf, 1)?;
+            let Some(bytes) = raw.first() else {
+                return Ok(Commitment::Unanchored);
+            };
+            let entry = entry::Entry::decode(bytes)
+                .map_err(|e| StoreError::Inconsistent(format!("leaf {leaf}: {e}")))?;
+            Ok(
+                if entry.kind == kind
+                    && entry::commitment(kind, &salt, &payload) == entry.commitment
+                {
+                    Commitment::Matches
+                } else {
+                    Commitment::Mismatch
+                },
+            )
+        })
+        .await
     }
 
     /// Runs `f` on a read connection, off the async threads.

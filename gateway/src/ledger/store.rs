@@ -339,6 +339,17 @@ impl Store {
         Ok(row.optional()?)
     }
 
+    /// What the store keeps about the entry at `leaf`, if it is a resource or consent entry.
+    pub fn anchor_at(&self, leaf: u64) -> Result<Option<Anchor>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT leaf, kind, rtype, rid, version, salt, canonical_sha256, erased FROM anchors
+             WHERE leaf = ?1",
+        )?;
+        Ok(stmt
+            .query_row(params![leaf as i64], anchor_row)
+            .optional()?)
+    }
+
     /// Deletes the salts (and canonical hashes) of every entry of a resource, durably; answers the
     /// leaves erased.
     pub fn erase(&mut self, rtype: &str, rid: &str) -> Result<Vec<u64>, StoreError> {

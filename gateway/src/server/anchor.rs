@@ -107,11 +107,36 @@ pub async fn anchor_write(
     .into_iter()
     .collect::<Result<Vec<_>, String>>()?;
     let slots: Vec<bool> = prepared.iter().map(Option::is_some).collect();
-    let mut results = ledger
-        .anchor_many(prepared.into_iter().flatten().collect())
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter();
+    let reqs: Vec<AnchorRequest> = prepared.into_iter().flatten().collect();
+    // Consent versions and deletions also change the consent index, once anchored.
+    let consent_changes: Vec<(usize, EntryType, String, Vec<u8>)> = reqs
+        .iter()
+        .enumerate()
+        .filter_map(|(n, r)| match &r.resource {
+            Some((t, id, _)) if t == "Consent" => Some((n, r.kind, id.clone(), r.payload.clone())),
+            _ => None,
+        })
+        .collect();
+    let results = ledger.anchor_many(reqs).await.map_err(|e| e.to_string())?;
+    for (n, kind, id, payload) in consent_changes {
+        let Some(Ok(leaf)) = results.get(n) else {
+            continue;
+        };
+        let indexed = match kind {
+            EntryType::ConsentVersion => gw.consents.index(payload, *leaf).await.map(|_| ()),
+            _ => gw.consents.remove(&id, *leaf).await,
+        };
+        if let Err(e) = indexed {
+            // The consent is anchored but the index does not show it: the client must know, since
+            // a revocation that is not indexed is not in force.
+            tracing::error!(consent = %id, error = %e, "consent anchored but NOT indexed");
+            gw.metrics.unindexed_consents.inc();
+            return Err(format!(
+                "the consent was anchored but could not be indexed: {e}"
+            ));
+        }
+    }
+    let mut results = results.into_iter();
     slots
         .into_iter()
         .map(|filled| match filled {

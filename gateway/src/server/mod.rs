@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod anchor;
 pub mod bridge;
+pub mod consents;
 pub mod ledger_api;
 pub mod patch;
 pub mod pipeline;

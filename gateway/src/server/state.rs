@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use super::consents::Consents;
 use crate::config::Config;
 use crate::ledger::Ledger;
+use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::{Upstream, UpstreamBuildError};
 use crate::validate::Validator;
@@ -25,6 +27,14 @@ pub enum StateError {
     /// The ledger cannot start.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// The gateway's store cannot be opened.
+    #[error("store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: crate::store::StoreError,
+    },
 }
 
 /// Shared state of a running gateway.
@@ -38,6 +48,10 @@ pub struct Gateway {
     pub validator: Validator,
     /// The ledger writes are anchored in; `None` only when `ledger.enabled = false`.
     pub ledger: Option<Arc<Ledger>>,
+    /// The gateway's own database (consent index, decision records).
+    pub store: Store,
+    /// Consents in force, checked against the ledger.
+    pub consents: Consents,
     /// Metrics.
     pub metrics: Metrics,
     /// Requests allowed in flight at once.
@@ -79,7 +93,20 @@ impl Gateway {
             );
             None
         };
+        let store_path = config.data_dir.join("store.sqlite");
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| StateError::Store {
+            path: store_path.clone(),
+            source: crate::store::StoreError::Inconsistent(format!(
+                "cannot create the data directory: {e}"
+            )),
+        })?;
+        let store = Store::open(&store_path).map_err(|source| StateError::Store {
+            path: store_path,
+            source,
+        })?;
         Ok(Self {
+            consents: Consents::new(store.clone(), ledger.clone()),
+            store,
             ledger,
             limiter: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             fhir_path: config.fhir_path.trim_end_matches('/').to_owned(),

@@ -61,6 +61,10 @@ pub struct Metrics {
     pub panics: Counter<u64, AtomicU64>,
     /// Writes the upstream accepted that could not be anchored.
     pub unanchored_writes: Counter<u64, AtomicU64>,
+    /// Consent versions anchored but not indexed (not in force).
+    pub unindexed_consents: Counter<u64, AtomicU64>,
+    /// Indexed consents whose content no longer matched the ledger (ignored; a security alert).
+    pub consent_integrity_alerts: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -109,6 +113,18 @@ impl Default for Metrics {
             "Writes accepted by the upstream that could not be anchored in the ledger",
             unanchored_writes.clone(),
         );
+        let unindexed_consents = Counter::default();
+        registry.register(
+            "unindexed_consents",
+            "Consent versions anchored but not indexed, hence not in force",
+            unindexed_consents.clone(),
+        );
+        let consent_integrity_alerts = Counter::default();
+        registry.register(
+            "consent_integrity_alerts",
+            "Indexed consents ignored because they no longer match their ledger commitment",
+            consent_integrity_alerts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -118,6 +134,8 @@ impl Default for Metrics {
             in_flight,
             panics,
             unanchored_writes,
+            unindexed_consents,
+            consent_integrity_alerts,
         }
     }
 }
