@@ -5,6 +5,7 @@
 //! (routes, formats, well-formedness, OperationOutcome), [`upstream`] (the EHR client), [`filter`]
 //! (the response filter), with [`config`], [`error`] and [`telemetry`] alongside.
 
+pub mod audit;
 pub mod body;
 pub mod config;
 pub mod error;

@@ -48,6 +48,18 @@ enum Command {
     /// The ledger: verify a log, erase a resource's salts.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Consents: import those already in the upstream.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentCommand {
+    /// Anchor and index every Consent already in the upstream (written before the gateway was in
+    /// front of it), so that they are enforced. Versions already anchored keep their leaf. Runs on a
+    /// stopped gateway's config (it takes the ledger's lock). Prints one JSON line; exits 0 on
+    /// success, 2 on any failure.
+    Import(ConfigArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,7 +213,49 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen(&args),
         Command::Ledger(LedgerCommand::Verify(args)) => ledger_verify(&args),
         Command::Ledger(LedgerCommand::Erase(args)) => ledger_erase(args),
+        Command::Consent(ConsentCommand::Import(args)) => consent_import(args),
     }
+}
+
+fn consent_import(args: ConfigArgs) -> ExitCode {
+    let cfg = match args.load() {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    let result = one_shot_runtime().and_then(|rt| {
+        rt.block_on(async {
+            let gw = anchorgate::server::state::Gateway::new(cfg).map_err(|e| e.to_string())?;
+            let Some(ledger) = gw.ledger.clone() else {
+                return Err(
+                    "the ledger is disabled (ledger.enabled = false): nothing can be anchored"
+                        .to_owned(),
+                );
+            };
+            let report = anchorgate::server::consents::import(&gw, &ledger)
+                .await
+                .map_err(|e| e.to_string());
+            ledger.shutdown();
+            report
+        })
+    });
+    match result {
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("anchorgate consent import: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A runtime for a one-shot command.
+fn one_shot_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn ledger_verify(args: &LedgerVerifyArgs) -> ExitCode {

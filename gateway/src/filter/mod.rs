@@ -5,6 +5,7 @@
 
 pub mod base;
 pub mod capability;
+pub mod cursor;
 pub mod findings;
 pub mod headers;
 pub mod json;

@@ -180,6 +180,84 @@ impl Consents {
     }
 }
 
+/// What `anchorgate consent import` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ImportReport {
+    /// Consent resources the upstream returned.
+    pub seen: u64,
+    /// Versions anchored and indexed (already-anchored versions keep their leaf).
+    pub indexed: u64,
+    /// Consents that cannot be enforced (not patient-privacy, no patient), with why.
+    pub skipped: Vec<String>,
+}
+
+/// Pages through every Consent in the upstream, anchors each current version as a consent-version
+/// entry (an already anchored, unchanged version keeps its leaf) and indexes it.
+pub async fn import(
+    gw: &super::state::Gateway,
+    ledger: &Arc<Ledger>,
+) -> Result<ImportReport, crate::error::GatewayError> {
+    use crate::error::GatewayError;
+    let mut report = ImportReport::default();
+    let mut next = Some(("Consent".to_owned(), Some("_count=100".to_owned())));
+    let mut pages = 0u32;
+    while let Some((rest, query)) = next.take() {
+        pages += 1;
+        if pages > 100_000 {
+            return Err(GatewayError::UpstreamBadResponse(
+                "consent import: the upstream's paging does not end".into(),
+            ));
+        }
+        let page =
+            super::readback::get(gw, None, &rest, query.as_deref(), "consent import").await?;
+        if page.status != http::StatusCode::OK {
+            return Err(GatewayError::UpstreamBadResponse(format!(
+                "consent import: searching Consent gave {}",
+                page.status
+            )));
+        }
+        let Some(bundle) = page.value else { break };
+        for e in super::readback::matches(&bundle) {
+            let Some(c) = e
+                .get("resource")
+                .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Consent"))
+            else {
+                continue;
+            };
+            report.seen += 1;
+            let id = str_at(c, "/id").unwrap_or_default();
+            if patient_of(c).is_none() {
+                report
+                    .skipped
+                    .push(format!("Consent/{id}: no Consent.patient"));
+                continue;
+            }
+            let payload = super::anchor::anchored_bytes(c, gw.upstream.base());
+            let leaf = ledger
+                .anchor(
+                    EntryType::ConsentVersion,
+                    &payload,
+                    Some(("Consent", &id, str_at(c, "/meta/versionId").as_deref())),
+                )
+                .await?;
+            gw.consents
+                .index(payload, leaf)
+                .await
+                .map_err(|e| GatewayError::Internal(format!("consent import: {e}")))?;
+            report.indexed += 1;
+        }
+        next = bundle
+            .get("link")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+            .and_then(|l| l.get("url").and_then(Value::as_str))
+            .and_then(|u| gw.upstream.relative(u));
+    }
+    Ok(report)
+}
+
 /// `Consent.patient` as `Patient/<id>`, from a relative or absolute reference.
 pub fn patient_of(consent: &Value) -> Option<String> {
     let r = consent.pointer("/patient/reference")?.as_str()?;

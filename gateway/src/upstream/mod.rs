@@ -79,6 +79,26 @@ impl Upstream {
         &self.base
     }
 
+    /// `url` split into the path after the upstream's FHIR base and its query, when it is under that
+    /// base (a paging link the upstream handed out); `None` for anything else, which is never followed.
+    pub fn relative(&self, url: &str) -> Option<(String, Option<String>)> {
+        let u = Url::parse(url).ok()?;
+        if u.scheme() != self.base.scheme()
+            || u.host_str() != self.base.host_str()
+            || u.port_or_known_default() != self.base.port_or_known_default()
+        {
+            return None;
+        }
+        let rest = u.path().strip_prefix(self.base_path.as_str())?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        Some((
+            rest.trim_start_matches('/').to_owned(),
+            u.query().map(str::to_owned),
+        ))
+    }
+
     /// The upstream URI for `rest` (the path after the FHIR base, without a leading slash) and `query`.
     pub fn uri_for(&self, rest: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
         let mut pq = String::with_capacity(

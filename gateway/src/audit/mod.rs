@@ -1,0 +1,7 @@
+//! Decision records for compliance: what is recorded per request, how it is anchored and stored, and how reviewers query it.
+
+pub mod record;
+pub mod recorder;
+
+pub use record::{DecisionRecord, PrincipalSummary};
+pub use recorder::Recorder;

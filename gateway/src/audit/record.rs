@@ -1,0 +1,104 @@
+//! The decision record: who asked for what, under which purpose and consent, and what was decided.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::store::decisions::DecisionRow;
+
+/// One policy decision, as stored and served to compliance reviewers. Never on the ledger: only a
+/// salted commitment to its canonical JSON is (LEDGER.md, entry type `decision`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord {
+    /// A fresh UUID.
+    pub id: String,
+    /// When it was decided, RFC 3339 UTC.
+    pub time: String,
+    /// Unix seconds of `time`, for range queries.
+    pub time_unix: i64,
+    /// The gateway's request id (also in its logs and the response's `X-Request-Id`).
+    pub request_id: String,
+    /// Who asked.
+    pub principal: PrincipalSummary,
+    /// The purpose of use the request acted under, if any.
+    pub purpose: Option<String>,
+    /// Patients (`Patient/<id>`) whose data the decision concerned.
+    pub patients: Vec<String>,
+    /// The FHIR interaction (`read`, `search-type`, ...).
+    pub interaction: String,
+    /// The resource type asked for, if any.
+    pub resource_type: Option<String>,
+    /// `permit`, `deny`, `permit-with-filter` or `forbidden` (outside the token's scopes).
+    pub outcome: String,
+    /// The HTTP status the client got.
+    pub status: u16,
+    /// Why: consent id, version and provision path, or the organisation policy id, per reason.
+    pub reasons: Vec<Value>,
+    /// What the gateway did beyond permitting (entries removed, total suppressed, ...).
+    pub obligations: Vec<String>,
+    /// Matched resources withheld from the response.
+    pub withheld: u32,
+    /// A break-glass override: a security alert.
+    pub break_glass: bool,
+    /// Consents ignored because they no longer matched the ledger: a security alert.
+    pub tampered_consents: Vec<String>,
+    /// Time spent deciding, microseconds.
+    pub latency_us: u64,
+    /// The ledger leaf of this decision's entry, once anchored.
+    pub leaf: Option<u64>,
+}
+
+/// The principal as the record names it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalSummary {
+    /// The token's `sub`.
+    pub sub: String,
+    /// `fhirUser`, if the token had one.
+    pub fhir_user: Option<String>,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `Organization/<id>`.
+    pub organization: Option<String>,
+    /// Country from the partner registry.
+    pub country: Option<String>,
+    /// The token's issuer.
+    pub issuer: Option<String>,
+}
+
+impl DecisionRecord {
+    /// The principal as queries name it: `fhirUser`, else `sub`.
+    pub fn actor(&self) -> &str {
+        self.principal
+            .fhir_user
+            .as_deref()
+            .unwrap_or(&self.principal.sub)
+    }
+
+    /// The bytes committed to on the ledger: the record without its leaf (which the commitment
+    /// cannot contain), in the canonical form.
+    pub fn committed_bytes(&self) -> Vec<u8> {
+        let mut v = self.clone();
+        v.leaf = None;
+        let value = serde_json::to_value(&v).unwrap_or(Value::Null);
+        crate::fhir::canonical::canonical_bytes(&value)
+    }
+
+    /// The store row.
+    pub fn row(&self) -> DecisionRow {
+        DecisionRow {
+            id: self.id.clone(),
+            time: self.time_unix,
+            principal: self.actor().to_owned(),
+            organization: self.principal.organization.clone(),
+            purpose: self.purpose.clone(),
+            outcome: self.outcome.clone(),
+            break_glass: self.break_glass,
+            interaction: self.interaction.clone(),
+            rtype: self.resource_type.clone(),
+            patients: self.patients.clone(),
+            leaf: self.leaf,
+            record: serde_json::to_string(self).unwrap_or_default(),
+        }
+    }
+}
