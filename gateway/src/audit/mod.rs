@@ -1,5 +1,6 @@
 //! Decision records for compliance: what is recorded per request, how it is anchored and stored, and how reviewers query it.
 
+pub mod auditevent;
 pub mod record;
 pub mod recorder;
 
