@@ -3,6 +3,7 @@
 
 pub mod canonical;
 pub mod format;
+pub mod joins;
 pub mod narrative;
 pub mod outcome;
 pub mod parameters;

@@ -6,6 +6,7 @@
 pub mod base;
 pub mod capability;
 pub mod cursor;
+pub mod entries;
 pub mod findings;
 pub mod headers;
 pub mod json;
