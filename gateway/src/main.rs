@@ -51,6 +51,30 @@ enum Command {
     /// Consents: import those already in the upstream.
     #[command(subcommand)]
     Consent(ConsentCommand),
+    /// Decision records: export them for compliance review.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Write the decision records (all, or those matching --filter) to stdout as NDJSON or CSV,
+    /// oldest first. Reads the store of the configured data directory; safe while the gateway runs.
+    /// Exits 0 on success, 2 on a usage error or an unreadable store.
+    Export(AuditExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct AuditExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "ndjson")]
+    format: anchorgate::audit::export::Format,
+    /// A filter as `name=value`, repeatable: patient, actor, organization, outcome, purpose,
+    /// break_glass, from, to (the parameters of GET /audit/decisions).
+    #[arg(long = "filter", value_name = "NAME=VALUE")]
+    filters: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +238,7 @@ fn main() -> ExitCode {
         Command::Ledger(LedgerCommand::Verify(args)) => ledger_verify(&args),
         Command::Ledger(LedgerCommand::Erase(args)) => ledger_erase(args),
         Command::Consent(ConsentCommand::Import(args)) => consent_import(args),
+        Command::Audit(AuditCommand::Export(args)) => audit_export(args),
     }
 }
 
@@ -245,6 +270,60 @@ fn consent_import(args: ConfigArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("anchorgate consent import: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn audit_export(args: AuditExportArgs) -> ExitCode {
+    let cfg = match args.config.load() {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    let mut pairs = Vec::new();
+    for f in &args.filters {
+        match f.split_once('=') {
+            Some((k, v)) if !v.is_empty() && k != "after" && k != "_count" => {
+                pairs.push((k.to_owned(), v.to_owned()))
+            }
+            _ => {
+                eprintln!("anchorgate audit export: --filter {f:?}: expected NAME=VALUE");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let query = match anchorgate::audit::query::decisions(&pairs) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("anchorgate audit export: --filter {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = cfg.data_dir.join("store.sqlite");
+    if !path.exists() {
+        eprintln!("anchorgate audit export: no store at {}", path.display());
+        return ExitCode::from(2);
+    }
+    let store = match anchorgate::store::Store::open(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("anchorgate audit export: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout().lock();
+    match anchorgate::audit::export::export(
+        &store,
+        query,
+        args.format,
+        std::io::BufWriter::new(stdout),
+    ) {
+        Ok(n) => {
+            eprintln!("anchorgate audit export: {n} decision record(s)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("anchorgate audit export: {e}");
             ExitCode::from(2)
         }
     }

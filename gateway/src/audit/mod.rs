@@ -1,6 +1,8 @@
 //! Decision records for compliance: what is recorded per request, how it is anchored and stored, and how reviewers query it.
 
 pub mod auditevent;
+pub mod export;
+pub mod query;
 pub mod record;
 pub mod recorder;
 
