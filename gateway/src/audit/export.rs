@@ -42,7 +42,7 @@ pub fn export(store: &Store, mut q: Query, format: Format, out: impl Write) -> R
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_HEADER).map_err(|e| e.to_string())?;
-            Sink::Csv(w)
+            Sink::Csv(Box::new(w))
         }
     };
     let mut n = 0u64;
@@ -81,7 +81,7 @@ pub fn export(store: &Store, mut q: Query, format: Format, out: impl Write) -> R
 
 enum Sink<W: Write> {
     Ndjson(W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
 }
 
 fn row(r: &DecisionRecord) -> [String; 17] {
