@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod anchor;
+pub mod audit_api;
 pub mod bridge;
 pub mod consents;
 pub mod ledger_api;

@@ -281,7 +281,7 @@ async fn entry_of(ledger: &Arc<Ledger>, leaf: u64) -> Result<Entry, GatewayError
 
 /// A checkpoint covering `leaf` (signing one now if the latest does not yet) and the leaf's
 /// inclusion proof in it.
-async fn proof_for(
+pub(crate) async fn proof_for(
     ledger: &Arc<Ledger>,
     leaf: u64,
 ) -> Result<(Arc<SignedCheckpoint>, Vec<Hash>), GatewayError> {

@@ -1,0 +1,267 @@
+//! Compliance endpoints: `/audit/decisions` (JSON, paged), `/audit/decisions/{id}` (with the explanation and the ledger proof), and `[base]/AuditEvent` searches and reads served from the decision records.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::state::Gateway;
+use crate::audit::{auditevent, query, DecisionRecord};
+use crate::body::{self, Body};
+use crate::error::GatewayError;
+use crate::fhir::Format;
+use crate::store::decisions;
+
+/// Path prefix of the JSON API.
+pub const PREFIX: &str = "/audit/decisions";
+
+fn pairs(q: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn bad_param(e: query::BadParam) -> GatewayError {
+    GatewayError::bad_request(e.to_string(), Some(e.name))
+}
+
+fn json_response(v: &Value) -> Response<Body> {
+    let mut r = Response::new(body::full(Bytes::from(
+        serde_json::to_vec(v).unwrap_or_default(),
+    )));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn parse_records(page: Vec<(i64, String)>) -> Result<Vec<(i64, DecisionRecord)>, GatewayError> {
+    page.into_iter()
+        .map(|(seq, s)| {
+            serde_json::from_str(&s)
+                .map(|r| (seq, r))
+                .map_err(|e| GatewayError::Internal(format!("a stored decision record: {e}")))
+        })
+        .collect()
+}
+
+/// `GET /audit/decisions[?filters]` and `GET /audit/decisions/{id}`.
+pub async fn decisions_api(
+    gw: &Arc<Gateway>,
+    path: &str,
+    query_string: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
+    let rest = path
+        .strip_prefix(PREFIX)
+        .unwrap_or_default()
+        .trim_matches('/');
+    if !rest.is_empty() {
+        return one(gw, rest).await;
+    }
+    let q = query::decisions(&pairs(query_string)).map_err(bad_param)?;
+    let limit = q.limit;
+    let q2 = q.clone();
+    let page = gw
+        .store
+        .run(move |c| decisions::query(c, &q2))
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let records = parse_records(page)?;
+    let next = (records.len() as u32 == limit)
+        .then(|| records.last().map(|(seq, _)| *seq))
+        .flatten()
+        .map(|last| {
+            let mut kept: Vec<(String, String)> = pairs(query_string)
+                .into_iter()
+                .filter(|(k, _)| k != "after")
+                .collect();
+            kept.push(("after".into(), last.to_string()));
+            let qs: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish();
+            format!("{PREFIX}?{qs}")
+        });
+    let list: Vec<DecisionRecord> = records.into_iter().map(|(_, r)| r).collect();
+    Ok(json_response(&json!({"decisions": list, "next": next})))
+}
+
+/// One decision with its explanation and inclusion proof.
+async fn one(gw: &Arc<Gateway>, id: &str) -> Result<Response<Body>, GatewayError> {
+    let key = id.to_owned();
+    let found = gw
+        .store
+        .run(move |c| decisions::get(c, &key))
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let Some(raw) = found else {
+        return Err(GatewayError::NotFound(format!("no decision record {id:?}")));
+    };
+    let rec: DecisionRecord = serde_json::from_str(&raw)
+        .map_err(|e| GatewayError::Internal(format!("a stored decision record: {e}")))?;
+    let mut out = json!({"decision": rec, "explanation": explain(&rec)});
+    if let (Some(leaf), Some(ledger)) = (rec.leaf, &gw.ledger) {
+        let (cp, path) = super::verify_op::proof_for(ledger, leaf).await?;
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        out["proof"] = json!({
+            "leafIndex": leaf,
+            "treeSize": cp.checkpoint.size,
+            "checkpoint": cp.note,
+            "inclusion": path.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
+            "committedSha256": b64.encode(sha2_of(&rec.committed_bytes())),
+        });
+    }
+    Ok(json_response(&out))
+}
+
+fn sha2_of(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+/// A reviewer's reading of a decision, in sentences.
+pub fn explain(rec: &DecisionRecord) -> Vec<String> {
+    let mut out = vec![format!(
+        "{} asked to {} {} for purpose {}; outcome {} (HTTP {}).",
+        rec.actor(),
+        rec.interaction,
+        rec.resource_type.as_deref().unwrap_or("the server"),
+        rec.purpose.as_deref().unwrap_or("(none)"),
+        rec.outcome,
+        rec.status
+    )];
+    for r in &rec.reasons {
+        if let Some(c) = r.get("consent").and_then(Value::as_str) {
+            out.push(format!(
+                "Consent/{c} version {} provision {} says {}.",
+                r.get("version").and_then(Value::as_str).unwrap_or("?"),
+                r.get("path").and_then(Value::as_str).unwrap_or("?"),
+                r.get("effect").and_then(Value::as_str).unwrap_or("?"),
+            ));
+        } else if let Some(p) = r.get("policy").and_then(Value::as_str) {
+            out.push(format!(
+                "Organisation policy {p}{}.",
+                r.get("detail")
+                    .and_then(Value::as_str)
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ));
+        } else {
+            out.push(r.to_string());
+        }
+    }
+    if rec.withheld > 0 {
+        out.push(format!(
+            "{} matching resource(s) were withheld.",
+            rec.withheld
+        ));
+    }
+    if rec.break_glass {
+        out.push("BREAK-GLASS: a deny was overridden; this is a security alert.".into());
+    }
+    if !rec.tampered_consents.is_empty() {
+        out.push(format!(
+            "SECURITY: consent(s) {} were ignored because they no longer match the ledger.",
+            rec.tampered_consents.join(", ")
+        ));
+    }
+    out
+}
+
+/// `GET [base]/AuditEvent?...` (a searchset of AuditEvents) or `GET [base]/AuditEvent/{id}`.
+pub async fn audit_events(
+    gw: &Arc<Gateway>,
+    public: &str,
+    id: Option<&str>,
+    query_string: Option<&str>,
+    format: Format,
+) -> Result<Response<Body>, GatewayError> {
+    let source = gw
+        .config
+        .public_base
+        .as_ref()
+        .map_or("anchorgate".to_owned(), |u| u.to_string());
+    if let Some(id) = id {
+        let (decision, _) = id.rsplit_once('-').unwrap_or((id, ""));
+        let key = decision.to_owned();
+        let raw = gw
+            .store
+            .run(move |c| decisions::get(c, &key))
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let ev = raw
+            .and_then(|s| serde_json::from_str::<DecisionRecord>(&s).ok())
+            .map(|r| auditevent::events(&r, &source))
+            .and_then(|evs| evs.into_iter().find(|e| e["id"] == id));
+        return match ev {
+            Some(e) => fhir_response(&e, format),
+            None => Err(GatewayError::NotFound(format!("AuditEvent/{id}"))),
+        };
+    }
+    let q = query::audit_events(&pairs(query_string)).map_err(bad_param)?;
+    let limit = q.limit;
+    let q2 = q.clone();
+    let page = gw
+        .store
+        .run(move |c| decisions::query(c, &q2))
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let records = parse_records(page)?;
+    let mut entries = Vec::new();
+    for (_, r) in &records {
+        for ev in auditevent::events(r, &source) {
+            entries.push(json!({
+                "fullUrl": format!("{public}/AuditEvent/{}", ev["id"].as_str().unwrap_or_default()),
+                "resource": ev,
+                "search": {"mode": "match"},
+            }));
+        }
+    }
+    let mut links = vec![
+        json!({"relation": "self", "url": format!("{public}/AuditEvent{}", query_string.map(|q| format!("?{q}")).unwrap_or_default())}),
+    ];
+    if records.len() as u32 == limit {
+        if let Some((last, _)) = records.last() {
+            let mut kept: Vec<(String, String)> = pairs(query_string)
+                .into_iter()
+                .filter(|(k, _)| k != "after")
+                .collect();
+            kept.push(("after".into(), last.to_string()));
+            let qs: String = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(kept)
+                .finish();
+            links.push(json!({"relation": "next", "url": format!("{public}/AuditEvent?{qs}")}));
+        }
+    }
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": links,
+        "entry": entries,
+    });
+    fhir_response(&bundle, format)
+}
+
+fn fhir_response(v: &Value, format: Format) -> Result<Response<Body>, GatewayError> {
+    let bytes = match format {
+        Format::Json => serde_json::to_vec(v).map_err(|e| GatewayError::Internal(e.to_string()))?,
+        Format::Xml => {
+            crate::fhir::parse::json_to_xml(v).map_err(|e| GatewayError::Internal(e.to_string()))?
+        }
+    };
+    let mut r = Response::new(body::full(Bytes::from(bytes)));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, format.content_type());
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
