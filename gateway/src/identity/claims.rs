@@ -1,5 +1,5 @@
-//! The claims of a verified token: time window and audience checks (RFC 7519 §4.1), and the SMART and
-//! UDAP B2B claims read out of it.
+//! The claims of a verified token: audience and time window checks (RFC 7519 §4.1), and the SMART
+//! and UDAP B2B claims read out of it.
 
 use serde_json::{Map, Value};
 
@@ -15,48 +15,61 @@ pub struct Claims {
     pub scope: Option<String>,
     pub patient: Option<String>,
     pub jti: Option<String>,
-    pub exp: u64,
+    pub window: Window,
     /// `extensions.hl7-b2b.organization_id`.
     pub organization: Option<String>,
     /// `extensions.hl7-b2b.purpose_of_use`, as written.
     pub purposes: Vec<String>,
 }
 
-/// Checks `exp` (required), `nbf`, `iat` against `now` with `leeway`, and that `aud` contains
-/// `audience`; then reads the claims.
-pub fn check(
-    claims: &Map<String, Value>,
-    audience: &str,
-    now: u64,
-    leeway: u64,
-) -> Result<Claims, TokenProblem> {
+/// When a token may be used: `exp`, `nbf`, `iat` (unix seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    pub exp: u64,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+}
+
+impl Window {
+    /// Checks `exp`, `nbf` and `iat` against `now` with `leeway` (RFC 7519 §4.1.4-6).
+    pub fn check(&self, now: u64, leeway: u64) -> Result<(), TokenProblem> {
+        let exp = self.exp;
+        // The token must not be accepted on or after exp.
+        if now >= exp.saturating_add(leeway) {
+            return Err(TokenProblem::Expired {
+                exp,
+                ago: now.saturating_sub(exp),
+                leeway,
+            });
+        }
+        if let Some(nbf) = self.nbf {
+            if now.saturating_add(leeway) < nbf {
+                return Err(TokenProblem::NotYetValid {
+                    nbf,
+                    wait: nbf - now,
+                    leeway,
+                });
+            }
+        }
+        if let Some(iat) = self.iat {
+            if iat > now.saturating_add(leeway) {
+                return Err(TokenProblem::IssuedInFuture {
+                    iat,
+                    ahead: iat - now,
+                    leeway,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the claims, type-checked, with `exp` required and `aud` containing `audience`; the time
+/// window is [`Window::check`]'s.
+pub fn read(claims: &Map<String, Value>, audience: &str) -> Result<Claims, TokenProblem> {
     let exp = numeric_date(claims, "exp")?.ok_or(TokenProblem::MissingExp)?;
-    // RFC 7519 §4.1.4: the token must not be accepted on or after exp.
-    if now >= exp.saturating_add(leeway) {
-        return Err(TokenProblem::Expired {
-            exp,
-            ago: now.saturating_sub(exp),
-            leeway,
-        });
-    }
-    if let Some(nbf) = numeric_date(claims, "nbf")? {
-        if now.saturating_add(leeway) < nbf {
-            return Err(TokenProblem::NotYetValid {
-                nbf,
-                wait: nbf - now,
-                leeway,
-            });
-        }
-    }
-    if let Some(iat) = numeric_date(claims, "iat")? {
-        if iat > now.saturating_add(leeway) {
-            return Err(TokenProblem::IssuedInFuture {
-                iat,
-                ahead: iat - now,
-                leeway,
-            });
-        }
-    }
+    let nbf = numeric_date(claims, "nbf")?;
+    let iat = numeric_date(claims, "iat")?;
     check_audience(claims.get("aud"), audience)?;
     let b2b = claims.get("extensions").map(|e| e.get("hl7-b2b"));
     let b2b = match b2b {
@@ -76,7 +89,7 @@ pub fn check(
         scope: string(claims, "scope")?,
         patient: string(claims, "patient")?,
         jti: string(claims, "jti")?,
-        exp,
+        window: Window { exp, nbf, iat },
         organization: match b2b {
             Some(o) => string(o, "organization_id").map_err(|_| TokenProblem::ClaimType {
                 claim: "extensions.hl7-b2b.organization_id",

@@ -37,6 +37,9 @@ pub struct IdentityConfig {
     /// Most `jti`s remembered at once across issuers for replay detection. When every slot holds a
     /// live token, new tokens with a `jti` are refused (503) rather than forgetting one early.
     pub replay_cache_capacity: usize,
+    /// Verified tokens remembered (by digest, until they expire) so a reused bearer token skips its
+    /// signature check; 0 verifies every time.
+    pub token_cache_capacity: usize,
     /// The trusted token issuers.
     pub issuers: Vec<IssuerConfig>,
     /// The directory relative paths are resolved against: the config file's, set by
@@ -92,6 +95,7 @@ impl Default for IdentityConfig {
             leeway_secs: 30,
             partners_file: None,
             replay_cache_capacity: 100_000,
+            token_cache_capacity: 10_000,
             issuers: Vec::new(),
             base_dir: None,
         }

@@ -38,6 +38,7 @@ mod jwks;
 mod jws;
 #[cfg(test)]
 mod tests;
+mod verified;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,11 +53,12 @@ pub use error::{AuthError, TokenProblem};
 pub use jws::SigAlg;
 pub use partners::{Partner, PartnerRegistry};
 pub use principal::Principal;
-pub use replay::{MemoryReplayCache, ReplayCache};
+pub use replay::{MemoryReplayCache, ReplayCache, TokenDigest};
 pub use scopes::{Permission, ScopeDecision, Scopes};
 
 use crate::config::ConfigError;
 use jwks::{IssuerKeys, KeySet};
+use verified::{Verified, VerifiedCache};
 
 /// The request header naming the purpose of use a request acts under.
 pub const PURPOSE_HEADER: &str = "x-purpose-of-use";
@@ -70,6 +72,7 @@ pub struct Authenticator {
     issuers: HashMap<String, Issuer>,
     partners: PartnerRegistry,
     replay: Arc<dyn ReplayCache>,
+    verified: VerifiedCache,
 }
 
 #[derive(Debug)]
@@ -139,6 +142,7 @@ impl Authenticator {
             issuers,
             partners: PartnerRegistry::load(cfg)?,
             replay: Arc::new(MemoryReplayCache::new(cfg.replay_cache_capacity)),
+            verified: VerifiedCache::new(cfg.token_cache_capacity),
         })
     }
 
@@ -178,6 +182,29 @@ impl Authenticator {
             p.purpose = effective_purpose(headers, &p, &[])?;
             return Ok(p);
         };
+        let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+        let verified = match self.verified.get(&digest) {
+            Some(v) => {
+                v.window.check(now_unix, self.leeway)?;
+                v
+            }
+            None => {
+                let v = Arc::new(self.verify(token, now_unix).await?);
+                let until = v.window.exp.saturating_add(self.leeway);
+                self.verified
+                    .insert(digest, Arc::clone(&v), until, now_unix);
+                v
+            }
+        };
+        let mut principal = verified.principal.clone();
+        principal.purpose = effective_purpose(headers, &principal, &verified.token_purposes)?;
+        self.check_replay(digest, &principal, now_unix).await?;
+        Ok(principal)
+    }
+
+    /// Everything about a token that does not change between its uses: algorithm, issuer,
+    /// signature, claim types, audience, organisation; plus the time window at `now`.
+    async fn verify(&self, token: &str, now: u64) -> Result<Verified, AuthError> {
         let unverified = jws::parse(token)?;
         let iss = match unverified.claims.get("iss") {
             None => return Err(TokenProblem::MissingIssuer.into()),
@@ -205,19 +232,22 @@ impl Authenticator {
                 ))
             })?;
         unverified.verify(&keys, iss)?;
-        // Only checked once no one but the issuer can have chosen these values.
+        // Claims are only looked at once no one but the issuer can have chosen them.
         let audience = self.audience.as_deref().unwrap_or_default();
-        let claims = claims::check(&unverified.claims, audience, now_unix, self.leeway)?;
+        let claims = claims::read(&unverified.claims, audience)?;
+        claims.window.check(now, self.leeway)?;
+        let window = claims.window;
         let mut principal = self.principal(iss, claims)?;
-        let token_purposes = principal.purposes.clone();
+        let token_purposes = std::mem::take(&mut principal.purposes);
         principal.purposes = self.allowed_purposes(&principal, &token_purposes);
-        principal.purpose = effective_purpose(headers, &principal, &token_purposes)?;
-        self.check_replay(issuer, iss, token, &principal, now_unix)
-            .await?;
-        Ok(principal)
+        Ok(Verified {
+            principal,
+            token_purposes,
+            window,
+        })
     }
 
-    /// The principal's fields from the claims and the registry; `purposes` still holds the token's
+    /// The principal's fields from the claims and the registry; `purposes` holds the token's
     /// (normalised) purposes.
     fn principal(&self, iss: &str, c: claims::Claims) -> Result<Principal, AuthError> {
         let partner = match &c.organization {
@@ -251,7 +281,7 @@ impl Authenticator {
             purposes,
             purpose: None,
             jti: c.jti,
-            expires_at: Some(c.exp),
+            expires_at: Some(c.window.exp),
         })
     }
 
@@ -269,19 +299,22 @@ impl Authenticator {
 
     async fn check_replay(
         &self,
-        issuer: &Issuer,
-        iss: &str,
-        token: &str,
+        digest: TokenDigest,
         p: &Principal,
         now: u64,
     ) -> Result<(), AuthError> {
+        let iss = p.issuer.as_deref().unwrap_or_default();
+        // A verified principal's issuer is configured; a missing one would be a bug, refused.
+        let issuer = self
+            .issuers
+            .get(iss)
+            .ok_or_else(|| TokenProblem::UntrustedIssuer(jws::truncate(iss)))?;
         let Some(jti) = p.jti.as_deref() else {
             if issuer.require_jti {
                 return Err(TokenProblem::MissingJti(jws::truncate(iss)).into());
             }
             return Ok(());
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Remembered as long as the token could still be accepted, leeway included.
         let until = p.expires_at.unwrap_or(now).saturating_add(self.leeway);
         match self

@@ -634,6 +634,48 @@ async fn single_use_issuers_and_required_jti() {
 }
 
 #[tokio::test]
+async fn verified_tokens_are_cached_but_rechecked_per_request() {
+    let (a, i) = setup();
+    let mut c = base_claims();
+    c["extensions"]["hl7-b2b"]["purpose_of_use"] = json!(["TREAT", "ETREAT"]);
+    let token = i.sign(&c);
+    assert_eq!(auth(&a, &token).await.unwrap().purpose, None);
+    assert_eq!(a.verified.len(), 1);
+    // From the cache: the purpose header is still read, and narrows.
+    let p = a
+        .authenticate(&with_purpose(bearer(&token), "ETREAT"), NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(p.purpose.as_deref(), Some("ETREAT"));
+    assert!(a
+        .authenticate(&with_purpose(bearer(&token), "HRESCH"), NOW + 1)
+        .await
+        .is_err());
+    // And the time window.
+    let e = a
+        .authenticate(&bearer(&token), NOW + 400)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        AuthError::InvalidToken(TokenProblem::Expired { .. })
+    ));
+    // Refused tokens are not cached; with capacity 0 nothing is.
+    let _ = refused(&a, &i.key.sign("unknown", &base_claims()).unwrap()).await;
+    assert_eq!(a.verified.len(), 1);
+    let (a, i) = setup_with(SigAlg::ES256, |c| c.token_cache_capacity = 0);
+    let t = i.sign(&base_claims());
+    assert!(auth(&a, &t).await.is_ok() && auth(&a, &t).await.is_ok());
+    assert_eq!(a.verified.len(), 0);
+    // A bounded cache starts over rather than growing.
+    let (a, i) = setup_with(SigAlg::ES256, |c| c.token_cache_capacity = 2);
+    for _ in 0..5 {
+        assert!(auth(&a, &i.sign(&base_claims())).await.is_ok());
+        assert!(a.verified.len() <= 2);
+    }
+}
+
+#[tokio::test]
 async fn a_full_replay_cache_refuses_with_503() {
     let (a, i) = setup_with(SigAlg::ES256, |c| c.replay_cache_capacity = 1);
     assert!(auth(&a, &i.sign(&base_claims())).await.is_ok());
