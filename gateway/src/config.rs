@@ -110,6 +110,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The Merkle ledger writes are anchored in.
     pub ledger: crate::ledger::LedgerConfig,
+    /// Bearer-token identity: trusted issuers, audience, partner registry.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 /// Which FHIR format the upstream is spoken to in.
@@ -249,6 +251,7 @@ impl Default for Config {
             tls: None,
             log: LogConfig::default(),
             ledger: Default::default(),
+            identity: Default::default(),
         }
     }
 }
@@ -336,10 +339,13 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+        let mut cfg = Self::from_toml(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
-        })
+        })?;
+        // Files named in `[identity]` are found next to the config file.
+        cfg.identity.base_dir = path.parent().map(Path::to_owned);
+        Ok(cfg)
     }
 
     /// Parses TOML text.
@@ -486,6 +492,7 @@ impl Config {
         self.ledger
             .check()
             .map_err(|(setting, reason)| invalid(setting, reason))?;
+        self.identity.check()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",

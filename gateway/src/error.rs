@@ -82,6 +82,10 @@ pub enum GatewayError {
     /// Something the gateway itself serves (a tile, a proof, an anchor) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request's identity was refused: no or bad bearer token (401 with `WWW-Authenticate`), an
+    /// unreadable purpose header (400), a purpose or organisation the token does not allow (403).
+    #[error(transparent)]
+    Auth(#[from] crate::identity::AuthError),
 }
 
 impl GatewayError {
@@ -101,7 +105,8 @@ impl GatewayError {
             | GatewayError::UpstreamBadResponse(_) => Side::Upstream,
             GatewayError::Internal(_)
             | GatewayError::Overloaded
-            | GatewayError::LedgerUnavailable(_) => Side::Internal,
+            | GatewayError::LedgerUnavailable(_)
+            | GatewayError::Auth(crate::identity::AuthError::Unavailable(_)) => Side::Internal,
             _ => Side::Downstream,
         }
     }
@@ -133,6 +138,16 @@ impl GatewayError {
             E::LedgerUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
             E::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
             E::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
+            E::Auth(a) => {
+                let status = a.status();
+                let code = match status {
+                    StatusCode::UNAUTHORIZED => IssueType::Login,
+                    StatusCode::FORBIDDEN => IssueType::Forbidden,
+                    StatusCode::BAD_REQUEST => IssueType::Invalid,
+                    _ => IssueType::Transient,
+                };
+                (status, code)
+            }
         }
     }
 
@@ -163,8 +178,15 @@ impl GatewayError {
         let mut resp = outcome_response(status, &self.outcome(), format);
         let headers = resp.headers_mut();
         match &self {
-            GatewayError::Overloaded | GatewayError::LedgerUnavailable(_) => {
+            GatewayError::Overloaded
+            | GatewayError::LedgerUnavailable(_)
+            | GatewayError::Auth(crate::identity::AuthError::Unavailable(_)) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::Auth(a) => {
+                if let Some(challenge) = a.www_authenticate() {
+                    headers.insert(http::header::WWW_AUTHENTICATE, challenge);
+                }
             }
             GatewayError::Route(RouteError::MethodNotAllowed { allowed, .. }) => {
                 headers.insert(http::header::ALLOW, HeaderValue::from_static(allowed));
@@ -222,6 +244,37 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("application/fhir+xml"));
+    }
+
+    #[test]
+    fn auth_errors_carry_their_challenge() {
+        use crate::identity::{AuthError, TokenProblem};
+        let r = GatewayError::from(AuthError::MissingToken).into_response(Format::Json);
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.headers()[http::header::WWW_AUTHENTICATE],
+            "Bearer realm=\"anchorgate\""
+        );
+        let e = GatewayError::from(AuthError::InvalidToken(TokenProblem::AlgNone));
+        assert_eq!(e.classify(), (StatusCode::UNAUTHORIZED, IssueType::Login));
+        let r = e.into_response(Format::Json);
+        let challenge = r.headers()[http::header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap();
+        assert!(challenge.starts_with(
+            "Bearer realm=\"anchorgate\", error=\"invalid_token\", error_description=\""
+        ));
+        assert!(challenge.contains("alg 'none'"), "{challenge}");
+        let e = GatewayError::from(AuthError::Forbidden("purpose HRESCH ...".into()));
+        assert_eq!(e.classify(), (StatusCode::FORBIDDEN, IssueType::Forbidden));
+        assert!(e
+            .into_response(Format::Json)
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .is_none());
+        let r = GatewayError::from(AuthError::Unavailable("x".into())).into_response(Format::Json);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
     }
 
     #[test]

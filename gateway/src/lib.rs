@@ -3,7 +3,7 @@
 //!
 //! The modules follow a request's path: [`server`] (ingress and the phase pipeline), [`fhir`]
 //! (routes, formats, well-formedness, OperationOutcome), [`upstream`] (the EHR client), [`filter`]
-//! (the response filter), with [`config`], [`error`] and [`telemetry`] alongside.
+//! (the response filter), [`identity`] (bearer tokens, SMART scopes, the partner registry), with [`config`], [`error`] and [`telemetry`] alongside.
 
 pub mod audit;
 pub mod body;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fhir;
 pub mod filter;
+pub mod identity;
 pub mod ledger;
 pub mod server;
 pub mod store;
