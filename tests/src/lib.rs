@@ -230,11 +230,9 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(toml) = &opts.config_toml {
-            let path = dir.join("anchorgate.toml");
-            std::fs::write(&path, toml).unwrap();
-            cmd.arg("--config").arg(path);
-        }
+        let path = dir.join("anchorgate.toml");
+        std::fs::write(&path, auth_config(opts.config_toml.as_deref())).unwrap();
+        cmd.arg("--config").arg(path);
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -358,8 +356,116 @@ pub fn venv_python() -> PathBuf {
     cache.join("sekmet-venv/bin/python")
 }
 
-/// A blocking HTTP client for tests: no redirects, 30 s timeout.
+/// The audience every test gateway is configured with (`identity.audience`), so one token works on all.
+pub const AUDIENCE: &str = "https://anchorgate.test/fhir";
+/// The test issuer's `iss`.
+pub const ISSUER: &str = "https://issuer.anchorgate.test";
+
+/// The test token issuer: an ES256 key and its JWKS, made once per test process with
+/// `anchorgate keygen --kind issuer`, as a developer makes one.
+#[derive(Debug)]
+pub struct Issuer {
+    /// The PKCS#8 signing key.
+    pub key: PathBuf,
+    /// The public JWKS every test gateway trusts.
+    pub jwks: PathBuf,
+}
+
+/// The process-wide test issuer.
+pub fn issuer() -> &'static Issuer {
+    static ISS: OnceLock<Issuer> = OnceLock::new();
+    ISS.get_or_init(|| {
+        let dir = work_dir("issuer");
+        let key = dir.join("issuer.pem");
+        let jwks = dir.join("issuer.jwks.json");
+        let out = Command::new(gateway_bin())
+            .args(["keygen", "--kind", "issuer", "--alg", "ES256", "--out"])
+            .arg(&key)
+            .arg("--jwks-out")
+            .arg(&jwks)
+            .output()
+            .expect("run anchorgate keygen --kind issuer");
+        assert!(out.status.success(), "issuer keygen: {out:?}");
+        Issuer { key, jwks }
+    })
+}
+
+/// A token signed by the test issuer with `claims` (iss and aud added unless given), via
+/// `anchorgate token`.
+pub fn mint(claims: serde_json::Value) -> String {
+    let mut claims = claims;
+    if claims.get("iss").is_none() {
+        claims["iss"] = ISSUER.into();
+    }
+    if claims.get("aud").is_none() {
+        claims["aud"] = AUDIENCE.into();
+    }
+    let out = Command::new(gateway_bin())
+        .arg("token")
+        .arg("--issuer-key")
+        .arg(&issuer().key)
+        .args(["--ttl", "86400", "--claims", &claims.to_string()])
+        .output()
+        .expect("run anchorgate token");
+    assert!(out.status.success(), "token: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The token every test client sends unless it sends its own: a system client of the home
+/// organisation with every scope, acting for treatment, and a compliance reviewer.
+pub fn superuser_token() -> &'static str {
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        mint(serde_json::json!({
+            "sub": "test-harness",
+            "client_id": "test-harness",
+            "scope": "system/*.cruds anchorgate/audit.read",
+            "extensions": {"hl7-b2b": {"organization_id": "Organization/org-h1", "purpose_of_use": ["TREAT"]}}
+        }))
+    })
+}
+
+/// The identity and policy settings every test gateway gets (unless its own config sets them): the
+/// test issuer, the shared audience, the repository's partner registry, and the opt-out default so
+/// that patients without consents stay readable.
+pub fn auth_config(own: Option<&str>) -> String {
+    let own = own.unwrap_or_default();
+    let mut out = own.to_owned();
+    if !own.contains("[identity") {
+        out.push_str(&format!(
+            "\n[identity]\naudience = {AUDIENCE:?}\npartners_file = {:?}\n[[identity.issuers]]\nissuer = {ISSUER:?}\njwks_file = {:?}\n",
+            repo_root().join("policies/partners.toml"),
+            issuer().jwks
+        ));
+    }
+    if !own.contains("[policy]") {
+        out.push_str("\n[policy]\ndefault_policy = \"permit\"\n");
+    }
+    out
+}
+
+/// A blocking HTTP client for tests: no redirects, 30 s timeout, the superuser token.
 pub fn client() -> reqwest::blocking::Client {
+    client_as(superuser_token())
+}
+
+/// A blocking HTTP client sending `token`.
+pub fn client_as(token: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A blocking HTTP client without credentials.
+pub fn anonymous_client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

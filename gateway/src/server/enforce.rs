@@ -1,0 +1,649 @@
+//! Consent enforcement around the upstream call: identity and scopes before it, a consent decision on every resource that leaves after it, and one decision record per request.
+//!
+//! ```text
+//!  before:  token ─▶ scopes (403) ─▶ cursor ─▶ joins (403) ─▶ purpose (403) ─▶ upstream
+//!  after:   each resource ─▶ its patients ─▶ their ledger-checked consents ─▶ policy engine
+//!           ─▶ read: 404/403 when denied; search, history, $everything: entries removed, total
+//!              suppressed, paging links sealed to the principal
+//!  always:  a decision record, anchored as a decision entry
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::request::Parts;
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::state::Gateway;
+use crate::audit::{DecisionRecord, PrincipalSummary, Recorder};
+use crate::error::GatewayError;
+use crate::fhir::{compartment, joins, Interaction, Route};
+use crate::filter::cursor::{self, Cursors};
+use crate::filter::entries;
+use crate::identity::scopes::{Permission, ScopeDecision};
+use crate::identity::{Authenticator, Principal};
+use crate::policy::consent::ConsentModel;
+use crate::policy::decision::{Outcome, Reason};
+use crate::policy::{ActionKind, PolicyEngine, RequestEvaluation, RequestFacts, ResourceFacts};
+
+/// How long a principal's Group memberships are reused; writes of a Group through the gateway
+/// clear them at once.
+const GROUP_TTL: Duration = Duration::from_secs(60);
+/// How long a sealed paging link stays valid.
+const CURSOR_LIFETIME_SECS: u64 = 3600;
+
+/// The `[enforcement]` settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnforcementConfig {
+    /// Status of a read the consent denies: 404 (the default: the restriction stays hidden) or 403.
+    pub denied_read_status: u16,
+    /// Allow `_has`, chained parameters and `_filter` (they can reveal withheld data through joins).
+    pub allow_joins: bool,
+    /// The scope that makes a principal a compliance reviewer (`/audit/...`, `[base]/AuditEvent`).
+    /// Matched exactly: no wildcard scope grants it.
+    pub audit_scope: String,
+}
+
+impl Default for EnforcementConfig {
+    fn default() -> Self {
+        Self {
+            denied_read_status: 404,
+            allow_joins: false,
+            audit_scope: "anchorgate/audit.read".into(),
+        }
+    }
+}
+
+impl EnforcementConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.denied_read_status, 403 | 404) {
+            return Err("enforcement.denied_read_status must be 403 or 404".into());
+        }
+        if self.audit_scope.trim().is_empty() || self.audit_scope.contains(' ') {
+            return Err("enforcement.audit_scope must be one scope name".into());
+        }
+        Ok(())
+    }
+}
+
+/// What enforcement needs for the gateway's whole life.
+#[derive(Debug)]
+pub struct Enforcer {
+    /// Token verification.
+    pub identity: Authenticator,
+    /// The consent and organisation-policy engine.
+    pub engine: PolicyEngine,
+    /// Paging cursors.
+    pub cursors: Cursors,
+    /// Decision records.
+    pub recorder: Recorder,
+    /// Settings.
+    pub config: EnforcementConfig,
+    groups: Mutex<HashMap<String, (Instant, Arc<Vec<String>>)>>,
+}
+
+impl Enforcer {
+    /// Builds enforcement from its parts.
+    pub fn new(
+        identity: Authenticator,
+        engine: PolicyEngine,
+        recorder: Recorder,
+        config: EnforcementConfig,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            identity,
+            engine,
+            cursors: Cursors::random(CURSOR_LIFETIME_SECS).map_err(|e| e.to_string())?,
+            recorder,
+            config,
+            groups: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Forgets cached Group memberships (a Group was written through the gateway).
+    pub fn groups_changed(&self) {
+        if let Ok(mut g) = self.groups.lock() {
+            g.clear();
+        }
+    }
+
+    /// Whether `p` may use the compliance endpoints.
+    pub fn is_reviewer(&self, p: &Principal) -> bool {
+        p.scopes.has(&self.config.audit_scope)
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The principal's key for sealing cursors: issuer, subject and client together.
+fn cursor_owner(p: &Principal) -> String {
+    format!(
+        "{}\u{0}{}\u{0}{}",
+        p.issuer.as_deref().unwrap_or_default(),
+        p.subject.as_deref().unwrap_or_default(),
+        p.client_id.as_deref().unwrap_or_default()
+    )
+}
+
+/// What the request phase learned, carried to the response phase.
+#[derive(Debug)]
+pub struct Guard {
+    principal: Principal,
+    facts: RequestFacts,
+    started: Instant,
+    scope: ScopeDecision,
+    /// Read-like: the response is judged resource by resource.
+    judge: Judge,
+    record: DecisionRecord,
+}
+
+/// How the response is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judge {
+    /// One resource (read, vread): denied → 404/403.
+    Single,
+    /// A Bundle (search, history, `$everything`): entries filtered.
+    Entries,
+    /// Nothing leaves that consent governs (writes answer with what the writer wrote).
+    Nothing,
+}
+
+impl Guard {
+    /// Whether the upstream must be spoken to in JSON so the answer can be judged.
+    pub fn needs_json(&self) -> bool {
+        self.judge != Judge::Nothing
+    }
+}
+
+fn permission(route: &Route, method: &Method) -> Permission {
+    match route.interaction {
+        Interaction::Read | Interaction::Vread | Interaction::HistoryInstance => Permission::Read,
+        Interaction::SearchType
+        | Interaction::SearchSystem
+        | Interaction::SearchCompartment
+        | Interaction::HistoryType
+        | Interaction::HistorySystem => Permission::Search,
+        Interaction::Create => Permission::Create,
+        Interaction::Update
+        | Interaction::ConditionalUpdate
+        | Interaction::Patch
+        | Interaction::ConditionalPatch => Permission::Update,
+        Interaction::Delete | Interaction::ConditionalDelete => Permission::Delete,
+        // Operations: reading ones need read; one that changes data needs update, decided by the
+        // method since FHIR operations declare it that way (GET only for affects-state = false).
+        Interaction::Operation if *method == Method::GET => Permission::Read,
+        Interaction::Operation => Permission::Update,
+        _ => Permission::Read,
+    }
+}
+
+fn judge(route: &Route) -> Judge {
+    match route.interaction {
+        Interaction::Read | Interaction::Vread => Judge::Single,
+        Interaction::SearchType
+        | Interaction::SearchSystem
+        | Interaction::SearchCompartment
+        | Interaction::HistoryInstance
+        | Interaction::HistoryType
+        | Interaction::HistorySystem
+        | Interaction::Operation => Judge::Entries,
+        _ => Judge::Nothing,
+    }
+}
+
+/// The request phase. On refusal the decision is recorded and the error returned.
+pub async fn before(
+    gw: &Arc<Gateway>,
+    enf: &Enforcer,
+    parts: &Parts,
+    route: &Route,
+    request_id: &str,
+    rest: &mut String,
+    query: &mut Option<String>,
+) -> Result<Guard, GatewayError> {
+    let started = Instant::now();
+    let principal = enf.identity.authenticate(&parts.headers, now_unix()).await?;
+    let mut record = DecisionRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        request_id: request_id.to_owned(),
+        principal: PrincipalSummary {
+            sub: principal.subject.clone().unwrap_or_default(),
+            fhir_user: principal.fhir_user.clone(),
+            client_id: principal.client_id.clone(),
+            organization: principal.organization.clone(),
+            country: principal.country.clone(),
+            issuer: principal.issuer.clone(),
+        },
+        purpose: principal.purpose.clone(),
+        interaction: route.interaction.name().to_owned(),
+        resource_type: route.resource_type.map(str::to_owned),
+        ..Default::default()
+    };
+
+    // A sealed paging link: only its owner may follow it, and it stands for the upstream link.
+    if let Some(c) = cursor_param(query.as_deref()) {
+        match enf.cursors.open(&cursor_owner(&principal), &c, now_unix()) {
+            Ok(link) => {
+                let (r, q) = match link.split_once('?') {
+                    Some((r, q)) => (r.to_owned(), Some(q.to_owned())),
+                    None => (link, None),
+                };
+                *rest = r;
+                *query = q;
+            }
+            Err(e) => {
+                let err = GatewayError::Forbidden(e.to_string());
+                refuse(gw, enf, &mut record, started, "forbidden", 403, vec![policy("paging-cursor", &e.to_string())]).await;
+                return Err(err);
+            }
+        }
+    }
+    let resource_type = route
+        .resource_type
+        .map(str::to_owned)
+        .or_else(|| rest.split('/').next().filter(|s| !s.is_empty() && !s.starts_with('$')).map(str::to_owned));
+    if record.resource_type.is_none() {
+        record.resource_type = resource_type.clone();
+    }
+
+    // 1. SMART scopes, before anything else.
+    let perm = permission(route, &parts.method);
+    let scope = match (&resource_type, route.interaction) {
+        (_, Interaction::BatchOrTransaction) => ScopeDecision::Granted { restrictions: vec![] },
+        (Some(t), _) => principal.scopes.check(t, perm),
+        (None, _) => system_scope(&principal, perm, query.as_deref()),
+    };
+    if scope.is_denied() {
+        let why = format!(
+            "the token's scopes do not allow {} on {}",
+            perm_name(perm),
+            resource_type.as_deref().unwrap_or("every type")
+        );
+        refuse(gw, enf, &mut record, started, "forbidden", 403, vec![policy("smart-scopes", &why)]).await;
+        return Err(GatewayError::Forbidden(why));
+    }
+
+    // 2. Joins that could reveal withheld data.
+    if !enf.config.allow_joins {
+        let found = joins::joins(query.as_deref().unwrap_or_default());
+        if !found.is_empty() {
+            let why = format!(
+                "search parameter(s) {} join across resources and are not allowed (enforcement.allow_joins)",
+                found.join(", ")
+            );
+            refuse(gw, enf, &mut record, started, "deny", 403, vec![policy("no-joins", &why)]).await;
+            return Err(GatewayError::Forbidden(why));
+        }
+    }
+
+    // 3. Purpose of use: a request without one is denied.
+    if principal.purpose.is_none() {
+        let why = "the request names no purpose of use (X-Purpose-Of-Use, or a token with exactly one)";
+        refuse(gw, enf, &mut record, started, "deny", 403, vec![policy("purpose-required", why)]).await;
+        return Err(GatewayError::Forbidden(why.to_owned()));
+    }
+
+    let facts = RequestFacts {
+        principal: principal
+            .fhir_user
+            .clone()
+            .or_else(|| principal.client_id.as_ref().map(|c| format!("client/{c}")))
+            .unwrap_or_else(|| format!("sub/{}", principal.subject.as_deref().unwrap_or_default())),
+        fhir_user: principal.fhir_user.clone(),
+        organization: principal.organization.clone(),
+        groups: groups_of(gw, enf, principal.fhir_user.as_deref()).await,
+        purpose: principal.purpose.clone(),
+        action: if matches!(perm, Permission::Read | Permission::Search) {
+            ActionKind::Read
+        } else {
+            ActionKind::Write
+        },
+        now: now_unix() as i64,
+        country: principal.country.clone(),
+    };
+    Ok(Guard {
+        principal,
+        facts,
+        started,
+        scope,
+        judge: judge(route),
+        record,
+    })
+}
+
+fn perm_name(p: Permission) -> &'static str {
+    match p {
+        Permission::Create => "create",
+        Permission::Read => "read",
+        Permission::Update => "update",
+        Permission::Delete => "delete",
+        Permission::Search => "search",
+    }
+}
+
+/// A system-level search or history: every type it names (`_type`) must be allowed; without `_type`
+/// it spans every type, so only a wildcard scope allows it.
+fn system_scope(p: &Principal, perm: Permission, query: Option<&str>) -> ScopeDecision {
+    let types: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "_type")
+        .flat_map(|(_, v)| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    if types.is_empty() {
+        return p.scopes.check("*", perm);
+    }
+    let mut restrictions = Vec::new();
+    for t in types {
+        match p.scopes.check(&t, perm) {
+            ScopeDecision::Denied => return ScopeDecision::Denied,
+            ScopeDecision::Granted { restrictions: r } => restrictions.extend(r),
+        }
+    }
+    ScopeDecision::Granted { restrictions }
+}
+
+fn cursor_param(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == cursor::PARAM)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn policy(id: &str, detail: &str) -> Value {
+    serde_json::json!({"kind": "policy", "policy": id, "effect": "forbid", "detail": detail})
+}
+
+async fn refuse(
+    gw: &Gateway,
+    enf: &Enforcer,
+    record: &mut DecisionRecord,
+    started: Instant,
+    outcome: &str,
+    status: u16,
+    reasons: Vec<Value>,
+) {
+    let _ = gw;
+    record.outcome = outcome.to_owned();
+    record.status = status;
+    record.reasons = reasons;
+    finish_record(record, started);
+    enf.recorder.record(std::mem::take(record)).await;
+}
+
+fn finish_record(record: &mut DecisionRecord, started: Instant) {
+    let now = chrono::Utc::now();
+    record.time = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    record.time_unix = now.timestamp();
+    record.latency_us = started.elapsed().as_micros() as u64;
+}
+
+/// The Groups `fhir_user` is a member of, read from the upstream on the gateway's own account and
+/// cached. A failed lookup counts as no membership (deny when unsure).
+async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec<String> {
+    let Some(user) = fhir_user else {
+        return Vec::new();
+    };
+    if let Ok(g) = enf.groups.lock() {
+        if let Some((at, v)) = g.get(user) {
+            if at.elapsed() < GROUP_TTL {
+                return v.as_ref().clone();
+            }
+        }
+    }
+    let q = format!(
+        "member={}&_elements=id&_count=1000",
+        url::form_urlencoded::byte_serialize(user.as_bytes()).collect::<String>()
+    );
+    let found = match super::readback::get(gw, None, "Group", Some(&q), "looking up Group membership").await {
+        Ok(f) if f.status == StatusCode::OK => f
+            .value
+            .iter()
+            .flat_map(super::readback::matches)
+            .filter_map(|e| e.pointer("/resource/id").and_then(Value::as_str))
+            .map(|id| format!("Group/{id}"))
+            .collect(),
+        Ok(f) => {
+            tracing::warn!(status = %f.status, "Group membership lookup refused; treating as no membership");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Group membership lookup failed; treating as no membership");
+            Vec::new()
+        }
+    };
+    if let Ok(mut g) = enf.groups.lock() {
+        if g.len() > 10_000 {
+            g.clear();
+        }
+        g.insert(user.to_owned(), (Instant::now(), Arc::new(found.clone())));
+    }
+    found
+}
+
+/// The response phase for a read-like answer already parsed to JSON: judges it in place.
+/// `Err` for a denied single read (404 or 403).
+pub async fn judge_response(
+    gw: &Gateway,
+    enf: &Enforcer,
+    guard: &mut Guard,
+    public: &str,
+    doc: &mut Value,
+) -> Result<(), GatewayError> {
+    let mut evals: HashMap<Option<String>, Arc<RequestEvaluation>> = HashMap::new();
+    match guard.judge {
+        Judge::Nothing => Ok(()),
+        Judge::Single => {
+            let verdict = judge_one(gw, enf, guard, &mut evals, doc).await?;
+            match verdict {
+                Verdict::Admit => {
+                    guard.record.outcome = "permit".into();
+                    Ok(())
+                }
+                Verdict::OutOfScope => {
+                    guard.record.outcome = "forbidden".into();
+                    Err(GatewayError::Forbidden(
+                        "the resource is outside the token's granular scopes".into(),
+                    ))
+                }
+                Verdict::Withhold => {
+                    guard.record.outcome = "deny".into();
+                    guard.record.withheld = 1;
+                    Err(if enf.config.denied_read_status == 403 {
+                        GatewayError::Forbidden("access to this resource is not permitted".into())
+                    } else {
+                        GatewayError::NotFound(format!(
+                            "{}/{}",
+                            doc.get("resourceType").and_then(Value::as_str).unwrap_or("Resource"),
+                            doc.get("id").and_then(Value::as_str).unwrap_or_default()
+                        ))
+                    })
+                }
+            }
+        }
+        Judge::Entries => {
+            if doc.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+                // An operation answering with one resource: judged like a read.
+                guard.judge = Judge::Single;
+                return Box::pin(judge_response(gw, enf, guard, public, doc)).await;
+            }
+            // Judge every entry first (async: consents are loaded per patient), then remove.
+            let mut keep = Vec::new();
+            if let Some(list) = doc.get("entry").and_then(Value::as_array) {
+                for e in list {
+                    let v = match e.get("resource") {
+                        Some(r) if e.pointer("/search/mode").and_then(Value::as_str) != Some("outcome") => {
+                            judge_one(gw, enf, guard, &mut evals, r).await? == Verdict::Admit
+                        }
+                        _ => true,
+                    };
+                    keep.push(v);
+                }
+            }
+            let mut it = keep.into_iter();
+            let f = entries::retain(doc, |_| it.next().unwrap_or(false));
+            guard.record.withheld = f.removed as u32;
+            guard.record.outcome = if f.removed > 0 {
+                guard.record.obligations.push("suppress-total".into());
+                "permit-with-filter"
+            } else {
+                "permit"
+            }
+            .into();
+            if f.removed > 0 {
+                guard.record.obligations.push(format!("withheld:{}", f.removed));
+            }
+            // Paging links: sealed to this principal, served under the public base.
+            let owner = cursor_owner(&guard.principal);
+            let now = now_unix();
+            entries::seal_links(doc, |url| {
+                let (r, q) = gw.upstream.relative(url)?;
+                let link = match q {
+                    Some(q) => format!("{r}?{q}"),
+                    None => r,
+                };
+                let sealed = enf.cursors.seal(&owner, &link, now);
+                Some(format!("{public}?{}={sealed}", cursor::PARAM))
+            });
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Admit,
+    Withhold,
+    OutOfScope,
+}
+
+/// One resource: granular scopes, then the consents of every patient whose data it is.
+async fn judge_one(
+    gw: &Gateway,
+    enf: &Enforcer,
+    guard: &mut Guard,
+    evals: &mut HashMap<Option<String>, Arc<RequestEvaluation>>,
+    resource: &Value,
+) -> Result<Verdict, GatewayError> {
+    let launch = guard.principal.launch_patient.clone();
+    let in_launch = |r: &Value| {
+        launch
+            .as_deref()
+            .is_some_and(|p| compartment::patient_ids(r).iter().any(|id| id == p))
+    };
+    let rtype = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    // Granular scopes are per type: re-check for entries of other types (`_include`, `$everything`).
+    let scope = if guard.record.resource_type.as_deref() == Some(rtype) {
+        guard.scope.clone()
+    } else {
+        guard.principal.scopes.check(rtype, Permission::Read)
+    };
+    if !scope.permits(resource, in_launch) {
+        return Ok(Verdict::OutOfScope);
+    }
+    if !compartment::is_compartment_type(rtype) {
+        // Not patient data (Practitioner, Organization, Medication...): consent does not govern it.
+        return Ok(Verdict::Admit);
+    }
+    let Ok(facts) = ResourceFacts::new(resource) else {
+        return Ok(Verdict::Withhold);
+    };
+    let patients = compartment::patient_ids(resource);
+    // A compartment resource naming no patient is judged with no consents: the default policy and
+    // the organisation policies decide.
+    let keys: Vec<Option<String>> = if patients.is_empty() {
+        vec![None]
+    } else {
+        patients.iter().map(|p| Some(format!("Patient/{p}"))).collect()
+    };
+    let mut admit = true;
+    for key in keys {
+        let eval = match evals.get(&key) {
+            Some(e) => e.clone(),
+            None => {
+                let e = Arc::new(evaluate(gw, enf, guard, key.as_deref()).await?);
+                evals.insert(key.clone(), e.clone());
+                e
+            }
+        };
+        if let Some(p) = &key {
+            if !guard.record.patients.contains(p) {
+                guard.record.patients.push(p.clone());
+            }
+        }
+        let a = eval.admit(&facts);
+        guard.record.break_glass |= a.permit && a.break_glass;
+        for r in &a.reasons {
+            let v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if (!a.permit || a.break_glass || matches!(r, Reason::Consent { .. }))
+                && !guard.record.reasons.contains(&v)
+            {
+                guard.record.reasons.push(v);
+            }
+        }
+        admit &= a.permit;
+    }
+    Ok(if admit { Verdict::Admit } else { Verdict::Withhold })
+}
+
+/// The engine's evaluation of this request for one patient's ledger-checked consents.
+async fn evaluate(
+    gw: &Gateway,
+    enf: &Enforcer,
+    guard: &mut Guard,
+    patient: Option<&str>,
+) -> Result<RequestEvaluation, GatewayError> {
+    let models: Vec<Arc<ConsentModel>> = match patient {
+        None => Vec::new(),
+        Some(p) => {
+            let loaded = gw
+                .consents
+                .for_patient(p)
+                .await
+                .map_err(|e| GatewayError::Internal(format!("loading consents: {e}")))?;
+            for t in &loaded.tampered {
+                if !guard.record.tampered_consents.contains(t) {
+                    guard.record.tampered_consents.push(t.clone());
+                    gw.metrics.consent_integrity_alerts.inc();
+                }
+            }
+            loaded.models.clone()
+        }
+    };
+    Ok(enf.engine.evaluate(&guard.facts, &models))
+}
+
+/// Records the decision of a request that reached the upstream; break-glass records are written
+/// before the response is released.
+pub async fn finish(enf: &Enforcer, guard: &mut Guard, status: u16) -> Option<String> {
+    if guard.record.outcome.is_empty() {
+        guard.record.outcome = if (200..300).contains(&status) { "permit" } else { "permit" }.into();
+    }
+    guard.record.status = status;
+    finish_record(&mut guard.record, guard.started);
+    let id = guard.record.id.clone();
+    let rec = std::mem::take(&mut guard.record);
+    if rec.break_glass {
+        tracing::warn!(decision = %id, "SECURITY ALERT: break-glass access");
+        if let Err(e) = enf.recorder.record_durably(rec).await {
+            tracing::error!(decision = %id, error = %e, "break-glass decision NOT recorded");
+        }
+    } else {
+        enf.recorder.record(rec).await;
+    }
+    Some(id)
+}
+
+/// Outcome name of a request-level pre-decision.
+pub fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Permit => "permit",
+        Outcome::Deny => "deny",
+        Outcome::PermitWithFilter => "permit-with-filter",
+    }
+}
