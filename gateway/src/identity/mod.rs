@@ -3,10 +3,12 @@
 //! partner registry that places each organisation in a country.
 //!
 //! ```text
-//! Authorization: Bearer <JWS> ──▶ jws::parse (alg policy, no keys from the header)
-//!        ──▶ issuer (iss must be configured) ──▶ jwks (its keys: file, or URL cached + refreshed)
-//!        ──▶ signature ──▶ claims (exp/nbf/iat with leeway, aud) ──▶ partner registry (country,
-//!        allowed purposes) ──▶ X-Purpose-Of-Use (may only narrow) ──▶ jti replay ──▶ Principal
+//! Authorization: Bearer <JWS> ──▶ verified-token cache (by SHA-256; a hit skips to the window)
+//!   miss: jws::parse (alg policy, no keys from the header) ──▶ issuer (iss must be configured)
+//!        ──▶ jwks (its keys: file, or URL cached + refreshed) ──▶ signature ──▶ claims (types, aud)
+//!        ──▶ partner registry (country, allowed purposes)
+//!   ──▶ time window (exp/nbf/iat with leeway) ──▶ X-Purpose-Of-Use (may only narrow)
+//!   ──▶ jti replay ──▶ Principal
 //! ```
 //!
 //! # Replay of `jti`

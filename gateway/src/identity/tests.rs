@@ -675,6 +675,16 @@ async fn verified_tokens_are_cached_but_rechecked_per_request() {
     }
 }
 
+#[test]
+fn authenticate_can_run_on_any_worker() {
+    fn send<T: Send>(_: &T) {}
+    fn shared<T: Send + Sync>() {}
+    shared::<Authenticator>();
+    let (a, _) = setup();
+    let h = HeaderMap::new();
+    send(&a.authenticate(&h, NOW));
+}
+
 #[tokio::test]
 async fn a_full_replay_cache_refuses_with_503() {
     let (a, i) = setup_with(SigAlg::ES256, |c| c.replay_cache_capacity = 1);

@@ -1,6 +1,7 @@
 //! Tokens already verified, by the SHA-256 of the whole token, until they expire: a bearer token is
-//! presented on every request, and its signature check (tens of microseconds for ECDSA) would
-//! otherwise be paid each time.
+//! presented on every request, and its signature check would otherwise be paid each time (criterion,
+//! `benches/identity.rs`: a whole `authenticate` takes 83 µs with ES256, 1.1 ms with ES384, 38 µs with
+//! RS256, 78 µs with EdDSA, and 1.2 µs from this cache).
 //!
 //! Only the static part of a verification is kept (signature, issuer, audience, claim types, the
 //! partner registry's answer); the time window, the purpose header and `jti` replay are checked on
