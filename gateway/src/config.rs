@@ -29,6 +29,9 @@ pub const ENV_LOG: &str = "ANCHORGATE_LOG";
 /// Environment variable overriding [`LogConfig::format`].
 pub const ENV_LOG_FORMAT: &str = "ANCHORGATE_LOG_FORMAT";
 
+/// Environment variable overriding [`crate::policy::PolicyConfig::default_policy`] (`deny` or `permit`).
+pub const ENV_DEFAULT_POLICY: &str = "ANCHORGATE_DEFAULT_POLICY";
+
 /// Env var naming the ledger's signing key file.
 pub const ENV_LEDGER_KEY_FILE: &str = "ANCHORGATE_LEDGER_KEY_FILE";
 
@@ -110,6 +113,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The Merkle ledger writes are anchored in.
     pub ledger: crate::ledger::LedgerConfig,
+    /// Consent decisions: the default policy and the organisation policies.
+    pub policy: crate::policy::PolicyConfig,
 }
 
 /// Which FHIR format the upstream is spoken to in.
@@ -224,6 +229,8 @@ pub struct Overrides {
     pub ledger_key_file: Option<PathBuf>,
     /// See [`crate::ledger::LedgerConfig::ephemeral_key`].
     pub ephemeral_ledger_key: bool,
+    /// See [`crate::policy::PolicyConfig::default_policy`].
+    pub default_policy: Option<String>,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -249,6 +256,7 @@ impl Default for Config {
             tls: None,
             log: LogConfig::default(),
             ledger: Default::default(),
+            policy: Default::default(),
         }
     }
 }
@@ -371,6 +379,11 @@ impl Config {
         if o.ephemeral_ledger_key {
             self.ledger.ephemeral_key = true;
         }
+        if let Some(v) = o.default_policy {
+            self.policy.default_policy = v
+                .parse()
+                .map_err(|e: String| invalid("policy.default_policy", e))?;
+        }
         if let Some(v) = o.worker_threads {
             self.worker_threads = v;
         }
@@ -486,6 +499,10 @@ impl Config {
         self.ledger
             .check()
             .map_err(|(setting, reason)| invalid(setting, reason))?;
+        // Loads and validates the organisation policies: a bad policy file stops the gateway here.
+        self.policy
+            .load_org()
+            .map_err(|e| invalid("policy.dir", e.to_string()))?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",

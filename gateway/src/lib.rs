@@ -11,6 +11,7 @@ pub mod error;
 pub mod fhir;
 pub mod filter;
 pub mod ledger;
+pub mod policy;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;
