@@ -562,6 +562,36 @@ mod tests {
     }
 
     #[test]
+    fn default_policy_from_file_then_env_and_policy_dir_checked() {
+        use crate::policy::DefaultPolicy;
+        let mut c = Config::from_toml("[policy]\ndefault_policy = \"permit\"\n").unwrap();
+        assert_eq!(c.policy.default_policy, DefaultPolicy::Permit);
+        assert_eq!(Config::default().policy.default_policy, DefaultPolicy::Deny);
+        c.apply_overrides(Overrides {
+            default_policy: Some("deny".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.policy.default_policy, DefaultPolicy::Deny);
+        let e = c
+            .apply_overrides(Overrides {
+                default_policy: Some("opt-out".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("policy.default_policy"), "{e}");
+        assert!(Config::from_toml("[policy]\ndefault_policy = \"maybe\"\n").is_err());
+        c.policy.dir = Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../policies"
+        )));
+        c.validate().unwrap();
+        c.policy.dir = Some(PathBuf::from("/nonexistent/policies"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("policy.dir") && e.contains("policy.toml"), "{e}");
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_values() {
         assert!(Config::from_toml("lisen = \"x\"").is_err());
         let mut c = Config::default();
