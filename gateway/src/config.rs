@@ -29,6 +29,9 @@ pub const ENV_LOG: &str = "ANCHORGATE_LOG";
 /// Environment variable overriding [`LogConfig::format`].
 pub const ENV_LOG_FORMAT: &str = "ANCHORGATE_LOG_FORMAT";
 
+/// Environment variable overriding [`crate::policy::PolicyConfig::default_policy`] (`deny` or `permit`).
+pub const ENV_DEFAULT_POLICY: &str = "ANCHORGATE_DEFAULT_POLICY";
+
 /// Env var naming the ledger's signing key file.
 pub const ENV_LEDGER_KEY_FILE: &str = "ANCHORGATE_LEDGER_KEY_FILE";
 
@@ -112,6 +115,10 @@ pub struct Config {
     pub ledger: crate::ledger::LedgerConfig,
     /// Bearer-token identity: trusted issuers, audience, partner registry.
     pub identity: crate::identity::IdentityConfig,
+    /// Consent decisions: the default policy and the organisation policies.
+    pub policy: crate::policy::PolicyConfig,
+    /// How decisions are enforced: denied reads, joins, the compliance scope.
+    pub enforcement: crate::server::enforce::EnforcementConfig,
 }
 
 /// Which FHIR format the upstream is spoken to in.
@@ -226,6 +233,8 @@ pub struct Overrides {
     pub ledger_key_file: Option<PathBuf>,
     /// See [`crate::ledger::LedgerConfig::ephemeral_key`].
     pub ephemeral_ledger_key: bool,
+    /// See [`crate::policy::PolicyConfig::default_policy`].
+    pub default_policy: Option<String>,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -252,6 +261,8 @@ impl Default for Config {
             log: LogConfig::default(),
             ledger: Default::default(),
             identity: Default::default(),
+            policy: Default::default(),
+            enforcement: Default::default(),
         }
     }
 }
@@ -377,6 +388,11 @@ impl Config {
         if o.ephemeral_ledger_key {
             self.ledger.ephemeral_key = true;
         }
+        if let Some(v) = o.default_policy {
+            self.policy.default_policy = v
+                .parse()
+                .map_err(|e: String| invalid("policy.default_policy", e))?;
+        }
         if let Some(v) = o.worker_threads {
             self.worker_threads = v;
         }
@@ -493,6 +509,13 @@ impl Config {
             .check()
             .map_err(|(setting, reason)| invalid(setting, reason))?;
         self.identity.check()?;
+        self.enforcement
+            .validate()
+            .map_err(|reason| invalid("enforcement", reason))?;
+        // Loads and validates the organisation policies: a bad policy file stops the gateway here.
+        self.policy
+            .load_org()
+            .map_err(|e| invalid("policy.dir", e.to_string()))?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
@@ -549,6 +572,36 @@ mod tests {
         assert_eq!(c.upstream.as_str(), "https://b/r4");
         assert_eq!(c.listen.port(), 9000);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn default_policy_from_file_then_env_and_policy_dir_checked() {
+        use crate::policy::DefaultPolicy;
+        let mut c = Config::from_toml("[policy]\ndefault_policy = \"permit\"\n").unwrap();
+        assert_eq!(c.policy.default_policy, DefaultPolicy::Permit);
+        assert_eq!(Config::default().policy.default_policy, DefaultPolicy::Deny);
+        c.apply_overrides(Overrides {
+            default_policy: Some("deny".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.policy.default_policy, DefaultPolicy::Deny);
+        let e = c
+            .apply_overrides(Overrides {
+                default_policy: Some("opt-out".into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("policy.default_policy"), "{e}");
+        assert!(Config::from_toml("[policy]\ndefault_policy = \"maybe\"\n").is_err());
+        c.policy.dir = Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../policies"
+        )));
+        c.validate().unwrap();
+        c.policy.dir = Some(PathBuf::from("/nonexistent/policies"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("policy.dir") && e.contains("policy.toml"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod fhir;
 pub mod filter;
 pub mod identity;
 pub mod ledger;
+pub mod policy;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -243,6 +243,9 @@ struct ConfigArgs {
     /// Development only: sign the ledger with a throw-away key made at start (logged loudly).
     #[arg(long)]
     ephemeral_ledger_key: bool,
+    /// What applies when no consent of the patient does: deny (opt-in) or permit (opt-out).
+    #[arg(long, env = config::ENV_DEFAULT_POLICY)]
+    default_policy: Option<String>,
 }
 
 impl ConfigArgs {
@@ -261,6 +264,7 @@ impl ConfigArgs {
             log_format: self.log_format,
             ledger_key_file: self.ledger_key_file,
             ephemeral_ledger_key: self.ephemeral_ledger_key,
+            default_policy: self.default_policy,
         })?;
         cfg.validate()?;
         Ok(cfg)

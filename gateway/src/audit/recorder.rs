@@ -33,11 +33,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer task on the current runtime.
-    pub fn start(store: Store, ledger: Option<Arc<Ledger>>) -> Self {
+    /// Starts the writer on its own thread (with a small runtime of its own, so that it neither
+    /// needs nor competes with the request runtime's scheduler).
+    pub fn start(store: Store, ledger: Option<Arc<Ledger>>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(rx, store, ledger));
-        Self { tx }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("decision-recorder".into())
+            .spawn(move || rt.block_on(run(rx, store, ledger)))?;
+        Ok(Self { tx })
     }
 
     /// Queues a record; returns at once.

@@ -2,12 +2,14 @@
 //! and OperationOutcome.
 
 pub mod canonical;
+pub mod compartment;
 pub mod format;
 pub mod joins;
 pub mod narrative;
 pub mod outcome;
 pub mod parameters;
 pub mod parse;
+pub mod reference;
 pub mod route;
 pub mod wellformed;
 

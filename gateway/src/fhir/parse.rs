@@ -105,6 +105,14 @@ fn without_declaration(bytes: &[u8]) -> &[u8] {
 }
 
 /// Writes a resource in FHIR JSON form as FHIR XML.
+pub fn serialize(format: Format, value: &Value) -> Result<Vec<u8>, ParseError> {
+    match format {
+        Format::Json => Ok(serde_json::to_vec(value).unwrap_or_default()),
+        Format::Xml => json_to_xml(value),
+    }
+}
+
+/// A FHIR JSON value as FHIR XML.
 pub fn json_to_xml(value: &Value) -> Result<Vec<u8>, ParseError> {
     isolate(|| {
         let element: R4Element = fhirbolt::json::from_json_value(value.clone(), None)

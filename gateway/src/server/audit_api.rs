@@ -1,7 +1,5 @@
 //! Compliance endpoints: `/audit/decisions` (JSON, paged), `/audit/decisions/{id}` (with the explanation and the ledger proof), and `[base]/AuditEvent` searches and reads served from the decision records.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -53,7 +51,7 @@ fn parse_records(page: Vec<(i64, String)>) -> Result<Vec<(i64, DecisionRecord)>,
 
 /// `GET /audit/decisions[?filters]` and `GET /audit/decisions/{id}`.
 pub async fn decisions_api(
-    gw: &Arc<Gateway>,
+    gw: &Gateway,
     path: &str,
     query_string: Option<&str>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -92,7 +90,7 @@ pub async fn decisions_api(
 }
 
 /// One decision with its explanation and inclusion proof.
-async fn one(gw: &Arc<Gateway>, id: &str) -> Result<Response<Body>, GatewayError> {
+async fn one(gw: &Gateway, id: &str) -> Result<Response<Body>, GatewayError> {
     let key = id.to_owned();
     let found = gw
         .store
@@ -176,7 +174,7 @@ pub fn explain(rec: &DecisionRecord) -> Vec<String> {
 
 /// `GET [base]/AuditEvent?...` (a searchset of AuditEvents) or `GET [base]/AuditEvent/{id}`.
 pub async fn audit_events(
-    gw: &Arc<Gateway>,
+    gw: &Gateway,
     public: &str,
     id: Option<&str>,
     query_string: Option<&str>,

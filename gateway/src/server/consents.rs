@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::ledger::entry::EntryType;
 use crate::ledger::{Commitment, Ledger};
+use crate::policy::consent::ConsentModel;
 use crate::store::consents::{self, ConsentRow};
 use crate::store::{Store, StoreError};
 
@@ -32,6 +33,9 @@ pub struct PatientConsents {
     pub verified: Vec<Verified>,
     /// Consent ids found in the store that did NOT match the ledger: ignored, and an alert.
     pub tampered: Vec<String>,
+    /// The verified consents compiled for the decision engine (those that can be enforced: a
+    /// patient-privacy Consent the engine understands).
+    pub models: Vec<Arc<ConsentModel>>,
 }
 
 /// How long a patient's verified consents are reused before being read and checked again. Writes
@@ -150,6 +154,12 @@ impl Consents {
                 (Commitment::Matches, Some(resource))
                     if patient_of(&resource).as_deref() == Some(patient) =>
                 {
+                    match ConsentModel::compile(&resource) {
+                        Ok(m) => out.models.push(Arc::new(m)),
+                        Err(e) => {
+                            tracing::warn!(consent = %row.id, error = %e, "consent not enforceable; ignored")
+                        }
+                    }
                     out.verified.push(Verified {
                         id: row.id,
                         version: row.version,

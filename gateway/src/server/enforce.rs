@@ -25,7 +25,7 @@ use crate::filter::entries;
 use crate::identity::scopes::{Permission, ScopeDecision};
 use crate::identity::{Authenticator, Principal};
 use crate::policy::consent::ConsentModel;
-use crate::policy::decision::{Outcome, Reason};
+use crate::policy::decision::Reason;
 use crate::policy::{ActionKind, PolicyEngine, RequestEvaluation, RequestFacts, ResourceFacts};
 
 /// How long a principal's Group memberships are reused; writes of a Group through the gateway
@@ -70,6 +70,9 @@ impl EnforcementConfig {
     }
 }
 
+/// A principal's Group memberships and when they were read.
+type Cached = (Instant, Arc<Vec<String>>);
+
 /// What enforcement needs for the gateway's whole life.
 #[derive(Debug)]
 pub struct Enforcer {
@@ -83,7 +86,7 @@ pub struct Enforcer {
     pub recorder: Recorder,
     /// Settings.
     pub config: EnforcementConfig,
-    groups: Mutex<HashMap<String, (Instant, Arc<Vec<String>>)>>,
+    groups: Mutex<HashMap<String, Cached>>,
 }
 
 impl Enforcer {
@@ -117,7 +120,11 @@ impl Enforcer {
     }
 }
 
-fn now_unix() -> u64 {
+/// Response header naming the request's decision record (`/audit/decisions/{id}`).
+pub const DECISION_HEADER: &str = "x-anchorgate-decision";
+
+/// Now, unix seconds.
+pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -157,6 +164,16 @@ enum Judge {
 }
 
 impl Guard {
+    /// A reviewer's `AuditEvent` request was answered.
+    pub fn reviewed(&mut self) {
+        self.record.outcome = "permit".into();
+        self.record.reasons.push(policy_reason(
+            "compliance-reviewer",
+            "permit",
+            "decision records served to a compliance reviewer",
+        ));
+    }
+
     /// Whether the upstream must be spoken to in JSON so the answer can be judged.
     pub fn needs_json(&self) -> bool {
         self.judge != Judge::Nothing
@@ -201,7 +218,7 @@ fn judge(route: &Route) -> Judge {
 
 /// The request phase. On refusal the decision is recorded and the error returned.
 pub async fn before(
-    gw: &Arc<Gateway>,
+    gw: &Gateway,
     enf: &Enforcer,
     parts: &Parts,
     route: &Route,
@@ -210,7 +227,10 @@ pub async fn before(
     query: &mut Option<String>,
 ) -> Result<Guard, GatewayError> {
     let started = Instant::now();
-    let principal = enf.identity.authenticate(&parts.headers, now_unix()).await?;
+    let principal = enf
+        .identity
+        .authenticate(&parts.headers, now_unix())
+        .await?;
     let mut record = DecisionRecord {
         id: uuid::Uuid::new_v4().to_string(),
         request_id: request_id.to_owned(),
@@ -241,23 +261,67 @@ pub async fn before(
             }
             Err(e) => {
                 let err = GatewayError::Forbidden(e.to_string());
-                refuse(gw, enf, &mut record, started, "forbidden", 403, vec![policy("paging-cursor", &e.to_string())]).await;
+                refuse(
+                    gw,
+                    enf,
+                    &mut record,
+                    started,
+                    "forbidden",
+                    403,
+                    vec![policy("paging-cursor", &e.to_string())],
+                )
+                .await;
                 return Err(err);
             }
         }
     }
-    let resource_type = route
-        .resource_type
-        .map(str::to_owned)
-        .or_else(|| rest.split('/').next().filter(|s| !s.is_empty() && !s.starts_with('$')).map(str::to_owned));
+    let resource_type = route.resource_type.map(str::to_owned).or_else(|| {
+        rest.split('/')
+            .next()
+            .filter(|s| !s.is_empty() && !s.starts_with('$'))
+            .map(str::to_owned)
+    });
     if record.resource_type.is_none() {
         record.resource_type = resource_type.clone();
+    }
+
+    // Decision records are for compliance reviewers, whatever their SMART scopes say.
+    if resource_type.as_deref() == Some("AuditEvent") {
+        if !enf.is_reviewer(&principal) {
+            let why = format!(
+                "AuditEvents are for compliance reviewers (scope {})",
+                enf.config.audit_scope
+            );
+            refuse(
+                gw,
+                enf,
+                &mut record,
+                started,
+                "forbidden",
+                403,
+                vec![policy("compliance-reviewer", &why)],
+            )
+            .await;
+            return Err(GatewayError::Forbidden(why));
+        }
+        return Ok(Guard {
+            facts: facts_of(gw, enf, &principal, ActionKind::Read).await,
+            principal,
+            started,
+            scope: ScopeDecision::Granted {
+                restrictions: vec![],
+            },
+            judge: Judge::Nothing,
+            record,
+        });
     }
 
     // 1. SMART scopes, before anything else.
     let perm = permission(route, &parts.method);
     let scope = match (&resource_type, route.interaction) {
-        (_, Interaction::BatchOrTransaction) => ScopeDecision::Granted { restrictions: vec![] },
+        (_, Interaction::BatchOrTransaction) => ScopeDecision::Granted {
+            restrictions: vec![],
+        },
         (Some(t), _) => principal.scopes.check(t, perm),
         (None, _) => system_scope(&principal, perm, query.as_deref()),
     };
@@ -267,7 +331,16 @@ pub async fn before(
             perm_name(perm),
             resource_type.as_deref().unwrap_or("every type")
         );
-        refuse(gw, enf, &mut record, started, "forbidden", 403, vec![policy("smart-scopes", &why)]).await;
+        refuse(
+            gw,
+            enf,
+            &mut record,
+            started,
+            "forbidden",
+            403,
+            vec![policy("smart-scopes", &why)],
+        )
+        .await;
         return Err(GatewayError::Forbidden(why));
     }
 
@@ -279,36 +352,43 @@ pub async fn before(
                 "search parameter(s) {} join across resources and are not allowed (enforcement.allow_joins)",
                 found.join(", ")
             );
-            refuse(gw, enf, &mut record, started, "deny", 403, vec![policy("no-joins", &why)]).await;
+            refuse(
+                gw,
+                enf,
+                &mut record,
+                started,
+                "deny",
+                403,
+                vec![policy("no-joins", &why)],
+            )
+            .await;
             return Err(GatewayError::Forbidden(why));
         }
     }
 
     // 3. Purpose of use: a request without one is denied.
     if principal.purpose.is_none() {
-        let why = "the request names no purpose of use (X-Purpose-Of-Use, or a token with exactly one)";
-        refuse(gw, enf, &mut record, started, "deny", 403, vec![policy("purpose-required", why)]).await;
+        let why =
+            "the request names no purpose of use (X-Purpose-Of-Use, or a token with exactly one)";
+        refuse(
+            gw,
+            enf,
+            &mut record,
+            started,
+            "deny",
+            403,
+            vec![policy("purpose-required", why)],
+        )
+        .await;
         return Err(GatewayError::Forbidden(why.to_owned()));
     }
 
-    let facts = RequestFacts {
-        principal: principal
-            .fhir_user
-            .clone()
-            .or_else(|| principal.client_id.as_ref().map(|c| format!("client/{c}")))
-            .unwrap_or_else(|| format!("sub/{}", principal.subject.as_deref().unwrap_or_default())),
-        fhir_user: principal.fhir_user.clone(),
-        organization: principal.organization.clone(),
-        groups: groups_of(gw, enf, principal.fhir_user.as_deref()).await,
-        purpose: principal.purpose.clone(),
-        action: if matches!(perm, Permission::Read | Permission::Search) {
-            ActionKind::Read
-        } else {
-            ActionKind::Write
-        },
-        now: now_unix() as i64,
-        country: principal.country.clone(),
+    let action = if matches!(perm, Permission::Read | Permission::Search) {
+        ActionKind::Read
+    } else {
+        ActionKind::Write
     };
+    let facts = facts_of(gw, enf, &principal, action).await;
     Ok(Guard {
         principal,
         facts,
@@ -317,6 +397,24 @@ pub async fn before(
         judge: judge(route),
         record,
     })
+}
+
+/// What the policy engine knows of the request.
+async fn facts_of(gw: &Gateway, enf: &Enforcer, p: &Principal, action: ActionKind) -> RequestFacts {
+    RequestFacts {
+        principal: p
+            .fhir_user
+            .clone()
+            .or_else(|| p.client_id.as_ref().map(|c| format!("client/{c}")))
+            .unwrap_or_else(|| format!("sub/{}", p.subject.as_deref().unwrap_or_default())),
+        fhir_user: p.fhir_user.clone(),
+        organization: p.organization.clone(),
+        groups: groups_of(gw, enf, p.fhir_user.as_deref()).await,
+        purpose: p.purpose.clone(),
+        action,
+        now: now_unix() as i64,
+        country: p.country.clone(),
+    }
 }
 
 fn perm_name(p: Permission) -> &'static str {
@@ -356,7 +454,11 @@ fn cursor_param(query: Option<&str>) -> Option<String> {
 }
 
 fn policy(id: &str, detail: &str) -> Value {
-    serde_json::json!({"kind": "policy", "policy": id, "effect": "forbid", "detail": detail})
+    policy_reason(id, "forbid", detail)
+}
+
+fn policy_reason(id: &str, effect: &str, detail: &str) -> Value {
+    serde_json::json!({"kind": "policy", "policy": id, "effect": effect, "detail": detail})
 }
 
 async fn refuse(
@@ -400,7 +502,15 @@ async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec
         "member={}&_elements=id&_count=1000",
         url::form_urlencoded::byte_serialize(user.as_bytes()).collect::<String>()
     );
-    let found = match super::readback::get(gw, None, "Group", Some(&q), "looking up Group membership").await {
+    let found = match super::readback::get(
+        gw,
+        None,
+        "Group",
+        Some(&q),
+        "looking up Group membership",
+    )
+    .await
+    {
         Ok(f) if f.status == StatusCode::OK => f
             .value
             .iter()
@@ -459,7 +569,9 @@ pub async fn judge_response(
                     } else {
                         GatewayError::NotFound(format!(
                             "{}/{}",
-                            doc.get("resourceType").and_then(Value::as_str).unwrap_or("Resource"),
+                            doc.get("resourceType")
+                                .and_then(Value::as_str)
+                                .unwrap_or("Resource"),
                             doc.get("id").and_then(Value::as_str).unwrap_or_default()
                         ))
                     })
@@ -477,7 +589,10 @@ pub async fn judge_response(
             if let Some(list) = doc.get("entry").and_then(Value::as_array) {
                 for e in list {
                     let v = match e.get("resource") {
-                        Some(r) if e.pointer("/search/mode").and_then(Value::as_str) != Some("outcome") => {
+                        Some(r)
+                            if e.pointer("/search/mode").and_then(Value::as_str)
+                                != Some("outcome") =>
+                        {
                             judge_one(gw, enf, guard, &mut evals, r).await? == Verdict::Admit
                         }
                         _ => true,
@@ -496,7 +611,10 @@ pub async fn judge_response(
             }
             .into();
             if f.removed > 0 {
-                guard.record.obligations.push(format!("withheld:{}", f.removed));
+                guard
+                    .record
+                    .obligations
+                    .push(format!("withheld:{}", f.removed));
             }
             // Paging links: sealed to this principal, served under the public base.
             let owner = cursor_owner(&guard.principal);
@@ -536,7 +654,10 @@ async fn judge_one(
             .as_deref()
             .is_some_and(|p| compartment::patient_ids(r).iter().any(|id| id == p))
     };
-    let rtype = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    let rtype = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     // Granular scopes are per type: re-check for entries of other types (`_include`, `$everything`).
     let scope = if guard.record.resource_type.as_deref() == Some(rtype) {
         guard.scope.clone()
@@ -559,7 +680,10 @@ async fn judge_one(
     let keys: Vec<Option<String>> = if patients.is_empty() {
         vec![None]
     } else {
-        patients.iter().map(|p| Some(format!("Patient/{p}"))).collect()
+        patients
+            .iter()
+            .map(|p| Some(format!("Patient/{p}")))
+            .collect()
     };
     let mut admit = true;
     for key in keys {
@@ -588,7 +712,11 @@ async fn judge_one(
         }
         admit &= a.permit;
     }
-    Ok(if admit { Verdict::Admit } else { Verdict::Withhold })
+    Ok(if admit {
+        Verdict::Admit
+    } else {
+        Verdict::Withhold
+    })
 }
 
 /// The engine's evaluation of this request for one patient's ledger-checked consents.
@@ -620,9 +748,10 @@ async fn evaluate(
 
 /// Records the decision of a request that reached the upstream; break-glass records are written
 /// before the response is released.
-pub async fn finish(enf: &Enforcer, guard: &mut Guard, status: u16) -> Option<String> {
+pub async fn finish(enf: &Enforcer, guard: &mut Guard, status: u16) -> String {
     if guard.record.outcome.is_empty() {
-        guard.record.outcome = if (200..300).contains(&status) { "permit" } else { "permit" }.into();
+        // Nothing was withheld or refused: the policy permitted (the upstream may still have failed).
+        guard.record.outcome = "permit".into();
     }
     guard.record.status = status;
     finish_record(&mut guard.record, guard.started);
@@ -636,14 +765,5 @@ pub async fn finish(enf: &Enforcer, guard: &mut Guard, status: u16) -> Option<St
     } else {
         enf.recorder.record(rec).await;
     }
-    Some(id)
-}
-
-/// Outcome name of a request-level pre-decision.
-pub fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Permit => "permit",
-        Outcome::Deny => "deny",
-        Outcome::PermitWithFilter => "permit-with-filter",
-    }
+    id
 }

@@ -5,6 +5,7 @@ pub mod anchor;
 pub mod audit_api;
 pub mod bridge;
 pub mod consents;
+pub mod enforce;
 pub mod ledger_api;
 pub mod patch;
 pub mod pipeline;

@@ -21,7 +21,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::{anchor, bridge, ledger_api, patch, public_base, validate_op, verify_op, ConnInfo};
+use super::{
+    anchor, audit_api, bridge, enforce, ledger_api, patch, public_base, validate_op, verify_op,
+    ConnInfo,
+};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::fhir::format::{body_kind, negotiate};
@@ -31,7 +34,7 @@ use crate::server::admin;
 use crate::server::state::Gateway;
 use crate::telemetry::metrics::{InteractionLabels, RequestLabels, UpstreamErrorLabels};
 use crate::upstream::headers as hop;
-use crate::validate::enforce::{self, Findings};
+use crate::validate::enforce::{check_write, Findings};
 
 /// Header carrying the request id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -62,7 +65,9 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
     let path = req.uri().path().to_owned();
     let in_flight = InFlight::enter(&gw);
     let admin_route = !is_under(&path, &gw.fhir_path);
-    let result = if admin_route {
+    let result = if admin_route && is_under(&path, audit_api::PREFIX) {
+        audit(&gw, &method, &path, &req).await
+    } else if admin_route {
         match admin::handle(&gw, &method, &path).await {
             Some(r) => r,
             None => match ledger_api::handle(&gw, &method, &path, req.uri().query()).await {
@@ -122,6 +127,35 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
         );
     }
     resp
+}
+
+/// `/audit/decisions...`: compliance reviewers only (a verified token with `enforcement.audit_scope`).
+async fn audit(
+    gw: &Arc<Gateway>,
+    method: &Method,
+    path: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    if *method != Method::GET && *method != Method::HEAD {
+        return Err(GatewayError::Route(
+            crate::fhir::route::RouteError::MethodNotAllowed {
+                method: method.clone(),
+                allowed: "GET, HEAD",
+            },
+        ));
+    }
+    let principal = gw
+        .enforcer
+        .identity
+        .authenticate(req.headers(), enforce::now_unix())
+        .await?;
+    if !gw.enforcer.is_reviewer(&principal) {
+        return Err(GatewayError::Forbidden(format!(
+            "decision records are for compliance reviewers (scope {})",
+            gw.enforcer.config.audit_scope
+        )));
+    }
+    audit_api::decisions_api(gw, path, req.uri().query()).await
 }
 
 /// Counts a request in the in-flight gauge until dropped, even when the handler unwinds.
@@ -211,6 +245,36 @@ async fn fhir(
     ctx.interaction = Some(route.interaction);
     ctx.resource_type = route.resource_type;
     let public = public_base::resolve(gw, &parts, conn)?;
+    let (mut rest, mut query) = (rest, query);
+
+    // Identity, scopes, joins and purpose, before anything reaches the upstream. The capability
+    // statement stays public (SMART discovery needs it).
+    let mut guard = match route.interaction {
+        Interaction::Capabilities => None,
+        _ => Some(
+            enforce::before(
+                gw,
+                &gw.enforcer,
+                &parts,
+                &route,
+                &ctx.request_id,
+                &mut rest,
+                &mut query,
+            )
+            .await?,
+        ),
+    };
+    if route.resource_type == Some("AuditEvent") {
+        return audit_events(
+            gw,
+            &route,
+            &public,
+            query.as_deref(),
+            ctx.format,
+            guard.as_mut(),
+        )
+        .await;
+    }
 
     // Request filter: media type, size, time and well-formedness of the body.
     let body = request_body(gw, &parts, &route, body).await?;
@@ -242,7 +306,7 @@ async fn fhir(
     // Validation: nothing invalid reaches the upstream. A patch is judged by its result.
     let mut findings = match kind {
         BodyKind::Fhir(format) => {
-            enforce::check_write(&gw.config.validation, &gw.validator, &route, format, &body)?
+            check_write(&gw.config.validation, &gw.validator, &route, format, &body)?
         }
         _ => None,
     };
@@ -275,7 +339,11 @@ async fn fhir(
     if let Some(version) = pin {
         headers.insert(IF_MATCH, version);
     }
-    let upstream_format = bridge::fixed(gw.config.upstream_format);
+    // Answers judged resource by resource are read in JSON, whatever the client asked for.
+    let upstream_format = bridge::fixed(gw.config.upstream_format).or(guard
+        .as_ref()
+        .filter(|g| g.needs_json())
+        .map(|_| Format::Json));
     let (query, body) = match upstream_format {
         Some(f) => bridge::request(f, &mut headers, query, body, body_root(&route))?,
         None => (query, body),
@@ -310,7 +378,47 @@ async fn fhir(
         findings: findings.as_ref(),
         write: write.as_ref(),
     };
-    response_filter(gw, filtered, up_resp).await
+    let mut result = response_filter(gw, filtered, up_resp, guard.as_mut()).await;
+    if route.resource_type == Some("Group") && !matches!(parts.method, Method::GET | Method::HEAD) {
+        gw.enforcer.groups_changed();
+    }
+    if let Some(g) = guard.as_mut() {
+        let status = match &result {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.classify().0.as_u16(),
+        };
+        let id = enforce::finish(&gw.enforcer, g, status).await;
+        if let (Ok(r), Ok(v)) = (&mut result, HeaderValue::from_str(&id)) {
+            r.headers_mut().insert(enforce::DECISION_HEADER, v);
+        }
+    }
+    result
+}
+
+/// `[base]/AuditEvent` reads and searches, answered from the decision records for reviewers.
+async fn audit_events(
+    gw: &Gateway,
+    route: &Route,
+    public: &str,
+    query: Option<&str>,
+    format: Format,
+    guard: Option<&mut enforce::Guard>,
+) -> Result<Response<Body>, GatewayError> {
+    let Some(guard) = guard else {
+        return Err(GatewayError::Forbidden(
+            "AuditEvent needs a reviewer's token".into(),
+        ));
+    };
+    match route.interaction {
+        Interaction::Read => {
+            audit_api::audit_events(gw, public, route.id.as_deref(), query, format).await
+        }
+        Interaction::SearchType => audit_api::audit_events(gw, public, None, query, format).await,
+        _ => Err(GatewayError::Forbidden(
+            "AuditEvents are produced by the gateway and cannot be written".into(),
+        )),
+    }
+    .inspect(|_| guard.reviewed())
 }
 
 /// What anchoring a write will need: the request Bundle of a batch or transaction, and the ids a
@@ -496,6 +604,7 @@ async fn response_filter(
     gw: &Gateway,
     f: ResponseFilter<'_>,
     resp: Response<Incoming>,
+    guard: Option<&mut enforce::Guard>,
 ) -> Result<Response<Body>, GatewayError> {
     let ResponseFilter {
         route,
@@ -567,10 +676,21 @@ async fn response_filter(
     if bodiless {
         return Ok(Response::from_parts(parts, body.into_body()));
     }
-    let bytes = match body {
+    let mut bytes = match body {
         UpstreamBody::Collected(b) => b,
         UpstreamBody::Streaming(b) => collect_upstream(gw, b).await?,
     };
+    // Consent: every resource that leaves is judged; a denied read ends here.
+    if let Some(g) = guard.filter(|g| g.needs_json() && parts.status.is_success()) {
+        let mut doc = crate::fhir::parse::parse(format, &bytes).map_err(|e| {
+            GatewayError::UpstreamBadResponse(format!("the answer is not FHIR: {e}"))
+        })?;
+        enforce::judge_response(gw, &gw.enforcer, g, public, &mut doc).await?;
+        bytes =
+            Bytes::from(crate::fhir::parse::serialize(format, &doc).map_err(|e| {
+                GatewayError::Internal(format!("re-encoding a filtered answer: {e}"))
+            })?);
+    }
     let rewritten = filter::rewrite_body(format, &bytes, &map)
         .map_err(|e| GatewayError::UpstreamBadResponse(e.to_string()))?;
     let mut out = rewritten.map_or(bytes, Bytes::from);

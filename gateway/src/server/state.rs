@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::consents::Consents;
+use super::enforce::Enforcer;
 use crate::config::Config;
 use crate::ledger::Ledger;
 use crate::store::Store;
@@ -27,6 +28,9 @@ pub enum StateError {
     /// The ledger cannot start.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// Identity or policy settings cannot be used.
+    #[error("{0}")]
+    Policy(String),
     /// The gateway's store cannot be opened.
     #[error("store {path}: {source}")]
     Store {
@@ -52,6 +56,8 @@ pub struct Gateway {
     pub store: Store,
     /// Consents in force, checked against the ledger.
     pub consents: Consents,
+    /// Identity, consent decisions and decision records.
+    pub enforcer: Enforcer,
     /// Metrics.
     pub metrics: Metrics,
     /// Requests allowed in flight at once.
@@ -104,7 +110,21 @@ impl Gateway {
             path: store_path,
             source,
         })?;
+        let identity = crate::identity::Authenticator::new(
+            &config.identity,
+            config.public_base.as_ref().map(url::Url::as_str),
+        )
+        .map_err(|e| StateError::Policy(e.to_string()))?;
+        let engine = config
+            .policy
+            .build_engine()
+            .map_err(|e| StateError::Policy(e.to_string()))?;
+        let recorder = crate::audit::Recorder::start(store.clone(), ledger.clone())
+            .map_err(|e| StateError::Policy(format!("decision recorder: {e}")))?;
+        let enforcer = Enforcer::new(identity, engine, recorder, config.enforcement.clone())
+            .map_err(StateError::Policy)?;
         Ok(Self {
+            enforcer,
             consents: Consents::new(store.clone(), ledger.clone()),
             store,
             ledger,

@@ -1,0 +1,133 @@
+//! Which patients' compartments a resource belongs to (R4 CompartmentDefinition/patient), so the gateway
+//! knows whose consent governs it.
+//!
+//! The table of element paths is generated from the R4 definitions (`profiles/build-compartment.py`
+//! writes `compartment_table.rs`). Only literal references to `Patient` count: relative (`Patient/x`),
+//! absolute (`https://h/fhir/Patient/x`) and versioned ones. Contained (`#x`) and `urn:` references
+//! cannot name a stored patient and are ignored, as are logical (identifier-only) references.
+
+use serde_json::Value;
+
+use super::reference::{local_reference, split};
+
+#[path = "compartment_table.rs"]
+mod table;
+
+/// Whether resources of this type can be in a Patient compartment at all (Patient included).
+pub fn is_compartment_type(resource_type: &str) -> bool {
+    paths(resource_type).is_some()
+}
+
+fn paths(resource_type: &str) -> Option<&'static [&'static [&'static str]]> {
+    table::PATIENT_COMPARTMENT
+        .binary_search_by(|(t, _)| (*t).cmp(resource_type))
+        .ok()
+        .map(|i| table::PATIENT_COMPARTMENT[i].1)
+}
+
+/// The ids of the patients whose compartment `resource` is in, without duplicates, in document order.
+/// A Patient is in its own compartment (and in those of the patients it links to). Empty for a type
+/// outside the compartment (Practitioner, Medication, ...) or a resource that names no patient.
+pub fn patient_ids(resource: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let Some(rtype) = resource.get("resourceType").and_then(Value::as_str) else {
+        return out;
+    };
+    if rtype == "Patient" {
+        if let Some(id) = resource.get("id").and_then(Value::as_str) {
+            out.push(id.to_owned());
+        }
+    }
+    for path in paths(rtype).unwrap_or_default() {
+        collect(resource, path, &mut out);
+    }
+    out
+}
+
+fn collect(v: &Value, path: &[&str], out: &mut Vec<String>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| collect(i, path, out)),
+        Value::Object(obj) => match path.split_first() {
+            Some((head, rest)) => {
+                if let Some(child) = obj.get(*head) {
+                    collect(child, rest, out);
+                }
+            }
+            None => {
+                let patient = obj
+                    .get("reference")
+                    .and_then(Value::as_str)
+                    .and_then(local_reference)
+                    .and_then(split)
+                    .filter(|(t, _)| *t == "Patient")
+                    .map(|(_, id)| id);
+                if let Some(id) = patient {
+                    if !out.iter().any(|o| o == id) {
+                        out.push(id.to_owned());
+                    }
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn table_is_sorted_for_binary_search() {
+        assert!(table::PATIENT_COMPARTMENT
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0));
+        assert!(is_compartment_type("Observation"));
+        assert!(is_compartment_type("Patient"));
+        assert!(!is_compartment_type("Practitioner"));
+        assert!(!is_compartment_type("Medication"));
+    }
+
+    #[test]
+    fn observation_by_subject_and_performer() {
+        let obs = json!({"resourceType": "Observation", "id": "o",
+            "subject": {"reference": "Patient/p1"},
+            "performer": [{"reference": "Practitioner/x"}, {"reference": "https://h/fhir/Patient/p2/_history/4"}]});
+        assert_eq!(patient_ids(&obs), vec!["p1", "p2"]);
+    }
+
+    #[test]
+    fn patient_is_its_own_and_linked() {
+        let p = json!({"resourceType": "Patient", "id": "p1",
+            "link": [{"other": {"reference": "Patient/p9"}, "type": "seealso"}]});
+        assert_eq!(patient_ids(&p), vec!["p1", "p9"]);
+    }
+
+    #[test]
+    fn nested_paths_and_duplicates() {
+        let a = json!({"resourceType": "Appointment",
+            "participant": [{"actor": {"reference": "Patient/p1"}}, {"actor": {"reference": "Patient/p1"}},
+                            {"actor": {"reference": "Location/l"}}]});
+        assert_eq!(patient_ids(&a), vec!["p1"]);
+        let c = json!({"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+            "asserter": {"reference": "Patient/p3"}, "encounter": {"reference": "Encounter/e"}});
+        assert_eq!(patient_ids(&c), vec!["p1", "p3"]);
+        let e = json!({"resourceType": "Encounter", "subject": {"reference": "Patient/p1"},
+            "participant": [{"individual": {"reference": "Patient/p2"}}]});
+        assert_eq!(
+            patient_ids(&e),
+            vec!["p1"],
+            "Encounter.participant is not a compartment link"
+        );
+    }
+
+    #[test]
+    fn unusable_references_are_ignored() {
+        let obs = json!({"resourceType": "Observation",
+            "subject": {"reference": "#contained-patient"},
+            "performer": [{"reference": "urn:uuid:1"}, {"identifier": {"value": "x"}}, {"reference": "Group/g"}]});
+        assert!(patient_ids(&obs).is_empty());
+        assert!(patient_ids(&json!({"resourceType": "Practitioner", "id": "x"})).is_empty());
+        assert!(patient_ids(&json!({"id": "x"})).is_empty());
+    }
+}
