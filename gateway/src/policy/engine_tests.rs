@@ -594,3 +594,11 @@ fn pre_decision_agrees_with_admission_on_random_cases() {
         }
     }
 }
+
+#[test]
+fn evaluations_can_cross_await_points_and_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PolicyEngine>();
+    send_sync::<RequestEvaluation>();
+    send_sync::<Decision>();
+}
