@@ -87,6 +87,7 @@ def generate(cache_dir):
         "",
         "/// Per resource type (sorted), the element paths whose Patient references place a resource in that",
         "/// patient's compartment. A Patient is also in its own compartment, which is not a path.",
+        "#[rustfmt::skip]",
         "pub(super) static PATIENT_COMPARTMENT: &[(&str, &[&[&str]])] = &[",
     ]
     for rtype, paths in rows:

@@ -206,6 +206,16 @@ impl From<crate::ledger::LedgerError> for GatewayError {
     }
 }
 
+/// A consent the gateway cannot enforce faithfully is refused as unprocessable (422), with the
+/// FHIRPath of the element at fault.
+impl From<crate::policy::ConsentError> for GatewayError {
+    fn from(e: crate::policy::ConsentError) -> Self {
+        GatewayError::Invalid(OperationOutcome::single(
+            Issue::error(IssueType::Processing, e.message).at(e.expression),
+        ))
+    }
+}
+
 /// A response carrying `outcome` with `status`.
 pub fn outcome_response(
     status: StatusCode,

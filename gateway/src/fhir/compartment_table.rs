@@ -3,60 +3,35 @@
 
 /// Per resource type (sorted), the element paths whose Patient references place a resource in that
 /// patient's compartment. A Patient is also in its own compartment, which is not a path.
+#[rustfmt::skip]
 pub(super) static PATIENT_COMPARTMENT: &[(&str, &[&[&str]])] = &[
     ("Account", &[&["subject"]]),
     ("AdverseEvent", &[&["subject"]]),
-    (
-        "AllergyIntolerance",
-        &[&["patient"], &["recorder"], &["asserter"]],
-    ),
+    ("AllergyIntolerance", &[&["patient"], &["recorder"], &["asserter"]]),
     ("Appointment", &[&["participant", "actor"]]),
     ("AppointmentResponse", &[&["actor"]]),
     ("AuditEvent", &[&["agent", "who"], &["entity", "what"]]),
     ("Basic", &[&["subject"], &["author"]]),
     ("BodyStructure", &[&["patient"]]),
-    (
-        "CarePlan",
-        &[&["subject"], &["activity", "detail", "performer"]],
-    ),
+    ("CarePlan", &[&["subject"], &["activity", "detail", "performer"]]),
     ("CareTeam", &[&["subject"], &["participant", "member"]]),
     ("ChargeItem", &[&["subject"]]),
     ("Claim", &[&["patient"], &["payee", "party"]]),
     ("ClaimResponse", &[&["patient"]]),
     ("ClinicalImpression", &[&["subject"]]),
-    (
-        "Communication",
-        &[&["subject"], &["sender"], &["recipient"]],
-    ),
-    (
-        "CommunicationRequest",
-        &[&["subject"], &["sender"], &["recipient"], &["requester"]],
-    ),
-    (
-        "Composition",
-        &[&["subject"], &["author"], &["attester", "party"]],
-    ),
+    ("Communication", &[&["subject"], &["sender"], &["recipient"]]),
+    ("CommunicationRequest", &[&["subject"], &["sender"], &["recipient"], &["requester"]]),
+    ("Composition", &[&["subject"], &["author"], &["attester", "party"]]),
     ("Condition", &[&["subject"], &["asserter"]]),
     ("Consent", &[&["patient"]]),
-    (
-        "Coverage",
-        &[
-            &["policyHolder"],
-            &["subscriber"],
-            &["beneficiary"],
-            &["payor"],
-        ],
-    ),
+    ("Coverage", &[&["policyHolder"], &["subscriber"], &["beneficiary"], &["payor"]]),
     ("CoverageEligibilityRequest", &[&["patient"]]),
     ("CoverageEligibilityResponse", &[&["patient"]]),
     ("DetectedIssue", &[&["patient"]]),
     ("DeviceRequest", &[&["subject"], &["performer"]]),
     ("DeviceUseStatement", &[&["subject"]]),
     ("DiagnosticReport", &[&["subject"]]),
-    (
-        "DocumentManifest",
-        &[&["subject"], &["author"], &["recipient"]],
-    ),
+    ("DocumentManifest", &[&["subject"], &["author"], &["recipient"]]),
     ("DocumentReference", &[&["subject"], &["author"]]),
     ("Encounter", &[&["subject"]]),
     ("EnrollmentRequest", &[&["candidate"]]),
@@ -74,10 +49,7 @@ pub(super) static PATIENT_COMPARTMENT: &[(&str, &[&[&str]])] = &[
     ("List", &[&["subject"], &["source"]]),
     ("MeasureReport", &[&["subject"]]),
     ("Media", &[&["subject"]]),
-    (
-        "MedicationAdministration",
-        &[&["subject"], &["performer", "actor"]],
-    ),
+    ("MedicationAdministration", &[&["subject"], &["performer", "actor"]]),
     ("MedicationDispense", &[&["subject"], &["receiver"]]),
     ("MedicationRequest", &[&["subject"]]),
     ("MedicationStatement", &[&["subject"]]),

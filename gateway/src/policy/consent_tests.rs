@@ -226,3 +226,14 @@ fn depth_is_bounded() {
     let e = error_of(consent(p));
     assert!(e.message.contains("levels"), "{e}");
 }
+
+#[test]
+fn refusal_becomes_a_422_outcome() {
+    let mut c = consent(json!({"type": "permit"}));
+    c["scope"]["coding"][0]["code"] = json!("research");
+    let e: crate::error::GatewayError = error_of(c).into();
+    assert_eq!(e.classify().0, http::StatusCode::UNPROCESSABLE_ENTITY);
+    let oo = e.outcome().to_json();
+    assert_eq!(oo["issue"][0]["code"], "processing");
+    assert_eq!(oo["issue"][0]["expression"][0], "Consent.scope");
+}

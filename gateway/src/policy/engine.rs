@@ -21,14 +21,14 @@
 //! answer is the same the request is a plain Permit or Deny; otherwise it is PermitWithFilter and
 //! [`RequestEvaluation::admit`] judges each resource.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::consent::{ClassRule, Coding, ConsentModel, DataMeaning, Effect, Provision};
 use super::decision::{Admission, Decision, FilterAxis, Obligation, Outcome, Reason};
 use super::facts::{ActionKind, RequestFacts, ResourceFacts};
-use super::org::{CedarRequest, LayerInput, OrgPolicies, OrgVerdict};
+use super::org::{LayerInput, OrgPolicies, OrgVerdict, Prepared};
 use super::time::Overlap;
 use crate::fhir::reference::local_reference;
 
@@ -95,21 +95,11 @@ struct Pruned {
 pub struct RequestEvaluation {
     engine: PolicyEngine,
     consents: Vec<Pruned>,
-    cedar: CedarRequest,
+    /// The request's Cedar entities and verdicts, shared with other requests of the same identity.
+    cedar: Arc<Prepared>,
     decision: Decision,
     /// When the outcome does not depend on the resource: what every resource gets.
     constant: Option<Admission>,
-    /// Cedar verdicts per distinct (consent answer, resource type, confidentiality): a search's
-    /// resources share a handful.
-    memo: Mutex<Vec<Memo>>,
-}
-
-#[derive(Debug)]
-struct Memo {
-    layer: LayerInput,
-    resource_type: Box<str>,
-    confidentiality: u8,
-    verdict: Arc<OrgVerdict>,
 }
 
 /// The request facts the provisions read, normalised once.
@@ -189,7 +179,6 @@ impl PolicyEngine {
                 filtered: None,
             },
             constant: None,
-            memo: Mutex::new(Vec::new()),
         };
         eval.pre_decide();
         eval
@@ -409,17 +398,6 @@ fn combine(a: u8, b: u8) -> u8 {
     out
 }
 
-/// Confidentiality codes as a bit set, for memo keys; `None` for a code outside v3-Confidentiality.
-fn confidentiality_mask<'r>(codes: impl Iterator<Item = &'r str>) -> Option<u8> {
-    let mut mask = 0u8;
-    for c in codes {
-        mask |= 1 << CONFIDENTIALITY_CODES.iter().position(|k| *k == c)?;
-    }
-    Some(mask)
-}
-
-const CONFIDENTIALITY_CODES: [&str; 6] = ["U", "L", "M", "N", "R", "V"];
-
 impl RequestEvaluation {
     /// The request-level decision: Permit or Deny for every resource, or PermitWithFilter.
     pub fn decision(&self) -> &Decision {
@@ -449,38 +427,13 @@ impl RequestEvaluation {
     }
 
     fn judge(&self, input: LayerInput, res: &ResourceFacts<'_>) -> Arc<OrgVerdict> {
-        let org = &self.engine.inner.org;
-        let rtype = res.resource_type();
-        let Some(mask) = confidentiality_mask(res.confidentiality()) else {
-            let codes: Vec<&str> = res.confidentiality().collect();
-            return Arc::new(org.judge_resource(&self.cedar, input, rtype, &codes));
-        };
-        let cached = |memo: &Vec<Memo>| {
-            memo.iter()
-                .find(|m| {
-                    m.layer == input && m.confidentiality == mask && &*m.resource_type == rtype
-                })
-                .map(|m| m.verdict.clone())
-        };
-        if let Some(v) = self.memo.lock().ok().as_deref().and_then(cached) {
-            return v;
-        }
-        let codes: Vec<&str> = CONFIDENTIALITY_CODES
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask & (1 << i) != 0)
-            .map(|(_, c)| *c)
-            .collect();
-        let verdict = Arc::new(org.judge_resource(&self.cedar, input, rtype, &codes));
-        if let Ok(mut memo) = self.memo.lock() {
-            memo.push(Memo {
-                layer: input,
-                resource_type: rtype.into(),
-                confidentiality: mask,
-                verdict: verdict.clone(),
-            });
-        }
-        verdict
+        let mut codes: Vec<&str> = res.confidentiality().collect();
+        codes.sort_unstable();
+        codes.dedup();
+        self.engine
+            .inner
+            .org
+            .resource_verdict(&self.cedar, input, res.resource_type(), &codes)
     }
 
     /// The consent layer for one resource (or, without one, for a resource matching no resource
@@ -567,11 +520,11 @@ impl RequestEvaluation {
             (PERMIT_NAMED, Effect::Permit, false, true),
         ];
         let org = &self.engine.inner.org;
-        let verdicts: Vec<OrgVerdict> = inputs
+        let verdicts: Vec<Arc<OrgVerdict>> = inputs
             .iter()
             .filter(|(bit, ..)| set & bit != 0)
             .map(|&(_, effect, by_default, names_organization)| {
-                org.judge_request(
+                org.request_verdict(
                     &self.cedar,
                     LayerInput {
                         effect,

@@ -460,7 +460,7 @@ fn decisions_serialise_for_the_record() {
 }
 
 #[test]
-fn cedar_verdicts_are_shared_within_a_request() {
+fn cedar_entities_are_shared_across_requests() {
     let c = vec![consent(
         "c",
         json!({"type": "permit", "purpose": treat(),
@@ -471,7 +471,9 @@ fn cedar_verdicts_are_shared_within_a_request() {
         let label = if i % 2 == 0 { "N" } else { "R" };
         e.admit(&ResourceFacts::new(&obs(&format!("o{i}"), label, "1", "2022")).unwrap());
     }
-    assert_eq!(e.memo.lock().unwrap().len(), 2);
+    let org = e.engine.org();
+    let before = e.cedar.clone();
+    assert!(Arc::ptr_eq(&before, &org.prepare(&facts())));
 }
 
 #[test]
@@ -582,7 +584,6 @@ fn pre_decision_agrees_with_admission_on_random_cases() {
                     cedar: e.engine.org().prepare(&f),
                     decision: e.decision.clone(),
                     constant: None,
-                    memo: Mutex::new(Vec::new()),
                 };
                 assert_eq!(
                     fresh.admit(&rf).permit,
@@ -592,4 +593,12 @@ fn pre_decision_agrees_with_admission_on_random_cases() {
             }
         }
     }
+}
+
+#[test]
+fn evaluations_can_cross_await_points_and_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PolicyEngine>();
+    send_sync::<RequestEvaluation>();
+    send_sync::<Decision>();
 }

@@ -6,11 +6,16 @@
 //! the organisation's rules (forbidden purposes, purpose required, break-glass, cross-border). A request
 //! judged before its response is known uses Cedar's partial evaluation with the resource unknown: a
 //! decision reached anyway holds for every resource; a residual means "filter per resource".
+//!
+//! Cedar is a pure function of its inputs and the policies only change at start-up, so its answers are
+//! cached across requests: per distinct request identity (principal, organisation, Groups, country,
+//! purpose, action), the prepared entities and every verdict given so far. A Cedar call costs 7–10 µs
+//! and building the entities 8 µs (criterion, this machine), against about 1 µs for a cached answer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
@@ -111,7 +116,32 @@ pub struct OrgPolicies {
     actor_sets: HashMap<String, Vec<EntityUid>>,
     types: Types,
     authorizer: Authorizer,
+    /// Prepared requests and their verdicts, by [`request_key`].
+    cache: RwLock<HashMap<String, Arc<Prepared>>>,
 }
+
+/// Distinct request identities kept in the cache; beyond this it is emptied and refilled, which bounds
+/// its memory (each holds a few entities and at most a few hundred verdicts) at the cost of a
+/// recomputation burst.
+const MAX_CACHED_REQUESTS: usize = 4096;
+
+/// A request identity's Cedar entities and the verdicts given for it so far.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    req: CedarRequest,
+    verdicts: Mutex<HashMap<VerdictKey, Arc<OrgVerdict>>>,
+}
+
+/// What a verdict depends on beyond the request identity: the consent layer's answer and, per resource,
+/// its type (an R4 type name, so `'static`) and confidentiality codes as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct VerdictKey {
+    layer: LayerInput,
+    resource: Option<(&'static str, u8)>,
+}
+
+/// The v3-Confidentiality codes a cached verdict can be keyed on.
+pub(crate) const CONFIDENTIALITY_CODES: [&str; 6] = ["U", "L", "M", "N", "R", "V"];
 
 /// The consent layer's answer for a resource, as Cedar sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,6 +300,7 @@ impl OrgPolicies {
             actor_sets,
             types,
             authorizer: Authorizer::new(),
+            cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -285,9 +316,81 @@ impl OrgPolicies {
         ids
     }
 
+    /// The request's prepared entities, from the cache or built now.
+    pub(crate) fn prepare(&self, facts: &RequestFacts) -> Arc<Prepared> {
+        let key = request_key(facts);
+        if let Some(p) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
+            return p;
+        }
+        let prepared = Arc::new(Prepared {
+            req: self.build_request(facts),
+            verdicts: Mutex::new(HashMap::new()),
+        });
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= MAX_CACHED_REQUESTS {
+                cache.clear();
+            }
+            // A racing request may have inserted the same identity: keep the first, they are equal.
+            return cache.entry(key).or_insert(prepared).clone();
+        }
+        prepared
+    }
+
+    /// Judges the request for every resource at once (the resource unknown); cached.
+    pub(crate) fn request_verdict(&self, p: &Prepared, layer: LayerInput) -> Arc<OrgVerdict> {
+        let key = VerdictKey {
+            layer,
+            resource: None,
+        };
+        self.cached(p, key, || self.judge_request(&p.req, layer))
+    }
+
+    /// Judges one resource of the request; cached when its type is an R4 type and its confidentiality
+    /// codes are v3-Confidentiality's.
+    pub(crate) fn resource_verdict(
+        &self,
+        p: &Prepared,
+        layer: LayerInput,
+        resource_type: &str,
+        confidentiality: &[&str],
+    ) -> Arc<OrgVerdict> {
+        let judge = || self.judge_resource(&p.req, layer, resource_type, confidentiality);
+        let mut mask = 0u8;
+        for c in confidentiality {
+            match CONFIDENTIALITY_CODES.iter().position(|k| k == c) {
+                Some(i) => mask |= 1 << i,
+                None => return Arc::new(judge()),
+            }
+        }
+        let Some(rtype) = crate::fhir::route::resource_type(resource_type) else {
+            return Arc::new(judge());
+        };
+        let key = VerdictKey {
+            layer,
+            resource: Some((rtype, mask)),
+        };
+        self.cached(p, key, judge)
+    }
+
+    fn cached(
+        &self,
+        p: &Prepared,
+        key: VerdictKey,
+        judge: impl FnOnce() -> OrgVerdict,
+    ) -> Arc<OrgVerdict> {
+        if let Some(v) = p.verdicts.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return v;
+        }
+        let v = Arc::new(judge());
+        if let Ok(mut m) = p.verdicts.lock() {
+            m.insert(key, v.clone());
+        }
+        v
+    }
+
     /// Builds the request's entities: the principal (with its country, organisation, Groups and the
     /// ActorSets listing any of them) and the purpose (with its PurposeSets).
-    pub(crate) fn prepare(&self, facts: &RequestFacts) -> CedarRequest {
+    fn build_request(&self, facts: &RequestFacts) -> CedarRequest {
         let t = &self.types;
         let mut entities = Vec::new();
         let mut parents: HashSet<EntityUid> = HashSet::new();
@@ -378,7 +481,7 @@ impl OrgPolicies {
     }
 
     /// Judges the request for every resource at once (the resource unknown).
-    pub(crate) fn judge_request(&self, req: &CedarRequest, layer: LayerInput) -> OrgVerdict {
+    fn judge_request(&self, req: &CedarRequest, layer: LayerInput) -> OrgVerdict {
         let Some(context) = self.context(req, layer) else {
             return self.failed();
         };
@@ -409,7 +512,7 @@ impl OrgPolicies {
     }
 
     /// Judges one resource of the request.
-    pub(crate) fn judge_resource(
+    fn judge_resource(
         &self,
         req: &CedarRequest,
         layer: LayerInput,
@@ -521,6 +624,32 @@ impl OrgPolicies {
             }],
         }
     }
+}
+
+/// Every request fact Cedar sees, in one unambiguous string (each field length-prefixed).
+fn request_key(f: &RequestFacts) -> String {
+    let mut groups: Vec<&str> = f.groups.iter().map(String::as_str).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let fields = [
+        Some(f.principal.as_str()),
+        f.fhir_user.as_deref(),
+        f.organization.as_deref(),
+        f.country.as_deref(),
+        f.purpose.as_deref(),
+        Some(match f.action {
+            ActionKind::Read => "r",
+            ActionKind::Write => "w",
+        }),
+    ];
+    let mut key = String::with_capacity(128);
+    for field in fields.into_iter().chain(groups.into_iter().map(Some)) {
+        match field {
+            Some(v) => key.push_str(&format!("{}:{v}", v.len())),
+            None => key.push('-'),
+        }
+    }
+    key
 }
 
 fn policy_id(r: &Reason) -> &str {

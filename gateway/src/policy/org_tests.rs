@@ -65,7 +65,7 @@ fn shipped_policies_load_and_match_the_directory() {
 #[test]
 fn request_level_rules() {
     let org = OrgPolicies::shipped().unwrap();
-    let judge = |f: &RequestFacts, l| org.judge_request(&org.prepare(f), l);
+    let judge = |f: &RequestFacts, l| org.request_verdict(&org.prepare(f), l);
     let v = judge(&facts(Some("TREAT"), "GB", &[]), CONSENT_PERMIT);
     assert_eq!((v.permit, v.alert), (Some(true), false));
     assert_eq!(ids(&v), ["consent"]);
@@ -82,7 +82,7 @@ fn request_level_rules() {
 #[test]
 fn break_glass_needs_purpose_and_membership() {
     let org = OrgPolicies::shipped().unwrap();
-    let judge = |f: &RequestFacts, l| org.judge_request(&org.prepare(f), l);
+    let judge = |f: &RequestFacts, l| org.request_verdict(&org.prepare(f), l);
     let v = judge(
         &facts(Some("ETREAT"), "GB", &["Group/grp-btg"]),
         DEFAULT_DENY,
@@ -119,18 +119,18 @@ fn break_glass_actor_sets_cover_principal_and_organisation() {
     let org = OrgPolicies::from_sources(toml, &[("org.cedar", SHIPPED_CEDAR)]).unwrap();
     let mut f = facts(Some("ETREAT"), "GB", &[]);
     assert_eq!(
-        org.judge_request(&org.prepare(&f), DEFAULT_DENY).permit,
+        org.request_verdict(&org.prepare(&f), DEFAULT_DENY).permit,
         Some(true)
     );
     f.fhir_user = Some("Practitioner/prac-b".into());
     f.principal = "Practitioner/prac-b".into();
     assert_eq!(
-        org.judge_request(&org.prepare(&f), DEFAULT_DENY).permit,
+        org.request_verdict(&org.prepare(&f), DEFAULT_DENY).permit,
         Some(false)
     );
     f.organization = Some("Organization/org-er".into());
     assert_eq!(
-        org.judge_request(&org.prepare(&f), DEFAULT_DENY).permit,
+        org.request_verdict(&org.prepare(&f), DEFAULT_DENY).permit,
         Some(true)
     );
 }
@@ -141,7 +141,7 @@ fn cross_border_is_decided_per_resource() {
     let fr = facts(Some("TREAT"), "FR", &[]);
     let req = org.prepare(&fr);
     // Unnamed permit: refused whatever the resource.
-    let v = org.judge_request(&req, CONSENT_PERMIT);
+    let v = org.request_verdict(&req, CONSENT_PERMIT);
     assert_eq!(v.permit, Some(false));
     assert_eq!(ids(&v), ["cross-border-named-recipient"]);
     // Named permit: depends on the resource's confidentiality.
@@ -149,14 +149,14 @@ fn cross_border_is_decided_per_resource() {
         names_organization: true,
         ..CONSENT_PERMIT
     };
-    assert_eq!(org.judge_request(&req, named).permit, None);
-    let v = org.judge_resource(&req, named, "Observation", &["N"]);
+    assert_eq!(org.request_verdict(&req, named).permit, None);
+    let v = org.resource_verdict(&req, named, "Observation", &["N"]);
     assert_eq!(v.permit, Some(true));
-    let v = org.judge_resource(&req, named, "Observation", &["R"]);
+    let v = org.resource_verdict(&req, named, "Observation", &["R"]);
     assert_eq!(v.permit, Some(false));
     assert_eq!(ids(&v), ["cross-border-restricted"]);
     assert_eq!(
-        org.judge_resource(&req, named, "Observation", &["V", "N"])
+        org.resource_verdict(&req, named, "Observation", &["V", "N"])
             .permit,
         Some(false)
     );
@@ -164,13 +164,13 @@ fn cross_border_is_decided_per_resource() {
     let mut nowhere = facts(Some("TREAT"), "GB", &[]);
     nowhere.country = None;
     assert_eq!(
-        org.judge_request(&org.prepare(&nowhere), CONSENT_PERMIT)
+        org.request_verdict(&org.prepare(&nowhere), CONSENT_PERMIT)
             .permit,
         Some(false)
     );
     // A domestic request never depends on labels.
     let gb = org.prepare(&facts(Some("TREAT"), "GB", &[]));
-    assert_eq!(org.judge_request(&gb, CONSENT_PERMIT).permit, Some(true));
+    assert_eq!(org.request_verdict(&gb, CONSENT_PERMIT).permit, Some(true));
 }
 
 #[test]
@@ -280,4 +280,41 @@ fn load_dir_names_the_missing_file() {
     let e = OrgPolicies::load_dir(&dir).unwrap_err().to_string();
     assert!(e.starts_with("z.cedar:"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn verdicts_are_cached_per_request_identity() {
+    let org = OrgPolicies::shipped().unwrap();
+    let a = org.prepare(&facts(Some("TREAT"), "GB", &["Group/x", "Group/y"]));
+    let b = org.prepare(&facts(
+        Some("TREAT"),
+        "GB",
+        &["Group/y", "Group/x", "Group/x"],
+    ));
+    assert!(Arc::ptr_eq(&a, &b), "same identity, same entry");
+    for other in [
+        facts(Some("ETREAT"), "GB", &["Group/x", "Group/y"]),
+        facts(Some("TREAT"), "FR", &["Group/x", "Group/y"]),
+        facts(Some("TREAT"), "GB", &["Group/x"]),
+        facts(None, "GB", &["Group/x", "Group/y"]),
+    ] {
+        assert!(!Arc::ptr_eq(&a, &org.prepare(&other)));
+    }
+    let v1 = org.resource_verdict(&a, CONSENT_PERMIT, "Observation", &["N"]);
+    let v2 = org.resource_verdict(&a, CONSENT_PERMIT, "Observation", &["N"]);
+    assert!(Arc::ptr_eq(&v1, &v2));
+    org.resource_verdict(&a, CONSENT_PERMIT, "Observation", &["R"]);
+    org.resource_verdict(&a, CONSENT_PERMIT, "Condition", &["N"]);
+    org.request_verdict(&a, CONSENT_PERMIT);
+    // Not cached: a type outside R4 and a code outside v3-Confidentiality.
+    org.resource_verdict(&a, CONSENT_PERMIT, "Unknown", &["N"]);
+    org.resource_verdict(&a, CONSENT_PERMIT, "Observation", &["X"]);
+    assert_eq!(a.verdicts.lock().unwrap().len(), 4);
+    // The key cannot be forged by shifting text between fields.
+    let mut f1 = facts(Some("TREAT"), "GB", &[]);
+    f1.principal = "a:b".into();
+    let mut f2 = f1.clone();
+    f2.principal = "a".into();
+    f2.fhir_user = Some(format!("b{}", f1.fhir_user.clone().unwrap()));
+    assert_ne!(request_key(&f1), request_key(&f2));
 }
