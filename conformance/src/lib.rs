@@ -9,7 +9,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The blocking HTTP client every runner uses: 30 s timeout, HTTP/1.1, no redirects, no proxy,
 /// no compression, so that what is recorded is exactly what the server sent.
 pub fn http_client() -> anyhow::Result<reqwest::blocking::Client> {
+    http_client_with(None)
+}
+
+/// [`http_client`], sending `Authorization: Bearer <bearer>` with every request when given.
+pub fn http_client_with(bearer: Option<&str>) -> anyhow::Result<reqwest::blocking::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = bearer {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?,
+        );
+    }
     Ok(reqwest::blocking::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())

@@ -7,8 +7,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anchorgate_e2e::{
-    assert_outcome, client, faulty_upstream, free_port, get_in_background, Gateway, GatewayOptions,
-    Upstream,
+    assert_outcome, client, faulty_upstream, free_port, get_in_background, superuser_token,
+    Gateway, GatewayOptions, Upstream,
 };
 
 fn post(
@@ -153,7 +153,8 @@ fn a_client_too_slow_to_send_its_body_gets_408() {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "POST /fhir/Patient HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/fhir+json\r\ncontent-length: 100\r\n\r\n{{\"resourceType\""
+        "POST /fhir/Patient HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {}\r\ncontent-type: application/fhir+json\r\ncontent-length: 100\r\n\r\n{{\"resourceType\"",
+        superuser_token()
     )
     .unwrap();
     let mut out = String::new();

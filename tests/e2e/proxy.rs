@@ -2,7 +2,7 @@
 //! headers kept, metadata marked, admin endpoints, request ids, and logs free of PHI.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use anchorgate_e2e::{client, Gateway, Upstream};
+use anchorgate_e2e::{client, superuser_token, Gateway, Upstream};
 use serde_json::{json, Value};
 
 fn create_patient(family: &str) -> (String, reqwest::blocking::Response) {
@@ -284,6 +284,7 @@ fn clients_may_speak_http2() {
         .unwrap();
     let r = c
         .get(format!("{}/Patient?_count=1", gw.base))
+        .bearer_auth(superuser_token())
         .send()
         .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);

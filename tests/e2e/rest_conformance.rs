@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anchorgate_conformance::rest::{run, RestOptions};
-use anchorgate_e2e::{repo_root, Gateway, Upstream};
+use anchorgate_e2e::{repo_root, superuser_token, Gateway, Upstream};
 
 #[test]
 fn every_interaction_is_identical_through_the_gateway() {
@@ -22,6 +22,7 @@ fn every_interaction_is_identical_through_the_gateway() {
         upstream_base: up.base.clone(),
         gateway_base: gw.base.clone(),
         synthea_dir,
+        bearer_token: Some(superuser_token().to_owned()),
     })
     .unwrap();
     let md = report.to_markdown();

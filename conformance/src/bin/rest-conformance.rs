@@ -11,6 +11,9 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "rest-conformance", version)]
 struct Args {
+    /// A bearer token for the gateway (env ANCHORGATE_TOKEN).
+    #[arg(long, env = "ANCHORGATE_TOKEN")]
+    bearer_token: Option<String>,
     /// The upstream FHIR base, e.g. http://127.0.0.1:8090/fhir
     #[arg(long)]
     upstream: String,
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         upstream_base: args.upstream,
         gateway_base: args.gateway,
         synthea_dir: args.synthea,
+        bearer_token: args.bearer_token,
     };
     let report = match rest::run(&opts) {
         Ok(r) => r,

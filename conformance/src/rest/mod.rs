@@ -35,6 +35,8 @@ pub struct RestOptions {
     pub gateway_base: String,
     /// Directory of Synthea transaction Bundles to load through the gateway (`None`: skip).
     pub synthea_dir: Option<PathBuf>,
+    /// A bearer token sent with every request (the gateway requires one; the upstream ignores it).
+    pub bearer_token: Option<String>,
 }
 
 /// A check: performs its steps against `base` with data tagged by `nonce`.
@@ -70,11 +72,12 @@ pub fn run(opts: &RestOptions) -> Result<Report> {
         upstream_base: opts.upstream_base.trim_end_matches('/').to_owned(),
         gateway_base: opts.gateway_base.trim_end_matches('/').to_owned(),
         synthea_dir: opts.synthea_dir.clone(),
+        bearer_token: opts.bearer_token.clone(),
     };
     if opts.upstream_base == opts.gateway_base {
         bail!("the upstream and gateway bases are the same URL");
     }
-    let client = Client::new()?;
+    let client = Client::new(opts.bearer_token.as_deref())?;
     for base in [&opts.upstream_base, &opts.gateway_base] {
         preflight(&client, base)?;
     }

@@ -17,10 +17,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client as built by [`crate::http_client`].
-    pub fn new() -> Result<Self> {
+    /// A client as built by [`crate::http_client`], sending `bearer` with every request if given.
+    pub fn new(bearer: Option<&str>) -> Result<Self> {
         Ok(Client {
-            http: crate::http_client()?,
+            http: crate::http_client_with(bearer)?,
         })
     }
 

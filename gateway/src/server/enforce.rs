@@ -23,7 +23,7 @@ use crate::fhir::{compartment, joins, Interaction, Route};
 use crate::filter::cursor::{self, Cursors};
 use crate::filter::entries;
 use crate::identity::scopes::{Permission, ScopeDecision};
-use crate::identity::{Authenticator, Principal};
+use crate::identity::{AuthError, Authenticator, Principal, PURPOSE_HEADER};
 use crate::policy::consent::ConsentModel;
 use crate::policy::decision::Reason;
 use crate::policy::{ActionKind, PolicyEngine, RequestEvaluation, RequestFacts, ResourceFacts};
@@ -225,28 +225,41 @@ pub async fn before(
     request_id: &str,
     rest: &mut String,
     query: &mut Option<String>,
+    decision: &mut Option<String>,
 ) -> Result<Guard, GatewayError> {
     let started = Instant::now();
-    let principal = enf
-        .identity
-        .authenticate(&parts.headers, now_unix())
-        .await?;
-    let mut record = DecisionRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        request_id: request_id.to_owned(),
-        principal: PrincipalSummary {
-            sub: principal.subject.clone().unwrap_or_default(),
-            fhir_user: principal.fhir_user.clone(),
-            client_id: principal.client_id.clone(),
-            organization: principal.organization.clone(),
-            country: principal.country.clone(),
-            issuer: principal.issuer.clone(),
-        },
-        purpose: principal.purpose.clone(),
-        interaction: route.interaction.name().to_owned(),
-        resource_type: route.resource_type.map(str::to_owned),
-        ..Default::default()
+    let principal = match enf.identity.authenticate(&parts.headers, now_unix()).await {
+        Ok(p) => p,
+        Err(AuthError::Forbidden(why)) => {
+            // A valid token asking for more than it grants (a purpose beyond it): an authorisation
+            // decision like any other, so it is recorded under the token's principal.
+            let mut headers = parts.headers.clone();
+            headers.remove(PURPOSE_HEADER);
+            if let Ok(p) = enf.identity.authenticate(&headers, now_unix()).await {
+                let mut record = new_record(&p, route, request_id);
+                *decision = Some(record.id.clone());
+                record.purpose = parts
+                    .headers
+                    .get(PURPOSE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                refuse(
+                    gw,
+                    enf,
+                    &mut record,
+                    started,
+                    "deny",
+                    403,
+                    vec![policy("partner-registry", &why)],
+                )
+                .await;
+            }
+            return Err(AuthError::Forbidden(why).into());
+        }
+        Err(e) => return Err(e.into()),
     };
+    let mut record = new_record(&principal, route, request_id);
+    *decision = Some(record.id.clone());
 
     // A sealed paging link: only its owner may follow it, and it stands for the upstream link.
     if let Some(c) = cursor_param(query.as_deref()) {
@@ -399,6 +412,26 @@ pub async fn before(
     })
 }
 
+/// A fresh decision record for a request by `principal`.
+fn new_record(principal: &Principal, route: &Route, request_id: &str) -> DecisionRecord {
+    DecisionRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        request_id: request_id.to_owned(),
+        principal: PrincipalSummary {
+            sub: principal.subject.clone().unwrap_or_default(),
+            fhir_user: principal.fhir_user.clone(),
+            client_id: principal.client_id.clone(),
+            organization: principal.organization.clone(),
+            country: principal.country.clone(),
+            issuer: principal.issuer.clone(),
+        },
+        purpose: principal.purpose.clone(),
+        interaction: route.interaction.name().to_owned(),
+        resource_type: route.resource_type.map(str::to_owned),
+        ..Default::default()
+    }
+}
+
 /// What the policy engine knows of the request.
 async fn facts_of(gw: &Gateway, enf: &Enforcer, p: &Principal, action: ActionKind) -> RequestFacts {
     RequestFacts {
@@ -499,7 +532,7 @@ async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec
         }
     }
     let q = format!(
-        "member={}&_elements=id&_count=1000",
+        "member={}&_count=1000",
         url::form_urlencoded::byte_serialize(user.as_bytes()).collect::<String>()
     );
     let found = match super::readback::get(
@@ -515,7 +548,11 @@ async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec
             .value
             .iter()
             .flat_map(super::readback::matches)
-            .filter_map(|e| e.pointer("/resource/id").and_then(Value::as_str))
+            .filter_map(|e| e.get("resource"))
+            // Membership is checked here too: an upstream that ignores `member` must not make
+            // everyone a member of every Group.
+            .filter(|g| is_member(g, user))
+            .filter_map(|g| g.get("id").and_then(Value::as_str))
             .map(|id| format!("Group/{id}"))
             .collect(),
         Ok(f) => {
@@ -534,6 +571,20 @@ async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec
         g.insert(user.to_owned(), (Instant::now(), Arc::new(found.clone())));
     }
     found
+}
+
+/// Whether `group` lists `user` (`Type/id`) as a current member.
+fn is_member(group: &Value, user: &str) -> bool {
+    group.get("resourceType").and_then(Value::as_str) == Some("Group")
+        && group
+            .get("member")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| m.get("inactive").and_then(Value::as_bool) != Some(true))
+            .filter_map(|m| m.pointer("/entity/reference").and_then(Value::as_str))
+            .filter_map(crate::fhir::reference::local_reference)
+            .any(|r| r == user)
 }
 
 /// The response phase for a read-like answer already parsed to JSON: judges it in place.

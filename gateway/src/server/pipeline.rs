@@ -48,6 +48,8 @@ struct Ctx {
     resource_type: Option<&'static str>,
     upstream_status: Option<u16>,
     upstream_elapsed: Option<Duration>,
+    /// The request's decision record, once it has one.
+    decision: Option<String>,
 }
 
 /// Handles one request end to end and never fails: every error becomes an OperationOutcome.
@@ -60,6 +62,7 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
         resource_type: None,
         upstream_status: None,
         upstream_elapsed: None,
+        decision: None,
     };
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -97,6 +100,13 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
     };
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    if let Some(v) = ctx
+        .decision
+        .as_deref()
+        .and_then(|d| HeaderValue::from_str(d).ok())
+    {
+        resp.headers_mut().insert(enforce::DECISION_HEADER, v);
     }
     let elapsed = started.elapsed();
     let interaction = match (admin_route, ctx.interaction) {
@@ -260,6 +270,7 @@ async fn fhir(
                 &ctx.request_id,
                 &mut rest,
                 &mut query,
+                &mut ctx.decision,
             )
             .await?,
         ),
@@ -378,7 +389,7 @@ async fn fhir(
         findings: findings.as_ref(),
         write: write.as_ref(),
     };
-    let mut result = response_filter(gw, filtered, up_resp, guard.as_mut()).await;
+    let result = response_filter(gw, filtered, up_resp, guard.as_mut()).await;
     if route.resource_type == Some("Group") && !matches!(parts.method, Method::GET | Method::HEAD) {
         gw.enforcer.groups_changed();
     }
@@ -387,10 +398,7 @@ async fn fhir(
             Ok(r) => r.status().as_u16(),
             Err(e) => e.classify().0.as_u16(),
         };
-        let id = enforce::finish(&gw.enforcer, g, status).await;
-        if let (Ok(r), Ok(v)) = (&mut result, HeaderValue::from_str(&id)) {
-            r.headers_mut().insert(enforce::DECISION_HEADER, v);
-        }
+        enforce::finish(&gw.enforcer, g, status).await;
     }
     result
 }

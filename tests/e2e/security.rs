@@ -1,0 +1,351 @@
+//! Hostile and broken credentials, scope escalation, cursor replay and consent tampering, through the
+//! real binary: each answers with a clear OperationOutcome and leaks no patient data.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use anchorgate_e2e::{
+    anonymous_client, client, client_as, mint, Gateway, GatewayOptions, Upstream, AUDIENCE,
+};
+use base64::Engine;
+use serde_json::{json, Value};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// The consent scenarios' fixtures, loaded once into the shared upstream.
+fn fixtures() -> &'static str {
+    static DONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let up = Upstream::shared();
+        let path = anchorgate_e2e::repo_root().join("conformance/consent-scenarios/scenarios.json");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let c = reqwest::blocking::Client::new();
+        for f in v["fixtures"].as_array().unwrap() {
+            let url = format!(
+                "{}/{}/{}",
+                up.base,
+                f["resourceType"].as_str().unwrap(),
+                f["id"].as_str().unwrap()
+            );
+            let r = c
+                .put(url)
+                .header("content-type", "application/fhir+json")
+                .body(f.to_string())
+                .send()
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+        up.base.clone()
+    })
+}
+
+fn dr(sub: &str, org: &str, purposes: &[&str], extra: Value) -> String {
+    let mut claims = json!({
+        "sub": format!("Practitioner/{sub}"),
+        "fhirUser": format!("Practitioner/{sub}"),
+        "client_id": "ehr",
+        "scope": "user/*.rs",
+        "extensions": {"hl7-b2b": {"organization_id": format!("Organization/{org}"), "purpose_of_use": purposes}},
+    });
+    if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    mint(claims)
+}
+
+/// Status, body, and the WWW-Authenticate header of `GET path` with `token` (or none).
+fn get(gw: &Gateway, path: &str, token: Option<&str>) -> (u16, Value, Option<String>) {
+    let c = match token {
+        Some(t) => client_as(t),
+        None => anonymous_client(),
+    };
+    let r = c.get(format!("{}/{path}", gw.base)).send().unwrap();
+    let status = r.status().as_u16();
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = r.text().unwrap();
+    assert!(!text.contains("Prior"), "patient data leaked: {text}");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        www,
+    )
+}
+
+fn assert_refused(got: (u16, Value, Option<String>), status: u16, needle: &str) {
+    let (s, body, www) = got;
+    assert_eq!(s, status, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    let text = body.to_string().to_lowercase();
+    assert!(text.contains(needle), "{needle:?} not in {body}");
+    if status == 401 {
+        assert!(www.unwrap().starts_with("Bearer"));
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn bad_tokens_are_refused_with_401_and_no_data() {
+    fixtures();
+    let gw = Gateway::shared();
+    let path = "Observation/obs-o1";
+    assert_refused(get(gw, path, None), 401, "token");
+    let expired = dr(
+        "prac-a",
+        "org-h1",
+        &["TREAT"],
+        json!({"exp": now() - 3600, "iat": now() - 7200}),
+    );
+    assert_refused(get(gw, path, Some(&expired)), 401, "expired");
+    let future = dr("prac-a", "org-h1", &["TREAT"], json!({"nbf": now() + 3600}));
+    assert_refused(get(gw, path, Some(&future)), 401, "not valid yet");
+    let wrong_aud = dr(
+        "prac-a",
+        "org-h1",
+        &["TREAT"],
+        json!({"aud": "https://elsewhere.test/fhir"}),
+    );
+    assert_refused(get(gw, path, Some(&wrong_aud)), 401, "aud");
+    let wrong_iss = dr(
+        "prac-a",
+        "org-h1",
+        &["TREAT"],
+        json!({"iss": "https://evil.test"}),
+    );
+    assert_refused(get(gw, path, Some(&wrong_iss)), 401, "issuer");
+    // alg: none, claims otherwise perfect.
+    let good = dr("prac-a", "org-h1", &["TREAT"], json!({}));
+    let payload = good.split('.').nth(1).unwrap();
+    let none = format!(
+        "{}.{payload}.",
+        B64.encode(br#"{"alg":"none","typ":"JWT"}"#)
+    );
+    assert_refused(get(gw, path, Some(&none)), 401, "none");
+    // A tampered signature.
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    let mut sig = B64.decode(&parts[2]).unwrap();
+    sig[5] ^= 0x40;
+    parts[2] = B64.encode(sig);
+    assert_refused(get(gw, path, Some(&parts.join("."))), 401, "signature");
+    // A tampered payload under the original signature (a scope escalation attempt).
+    let mut claims: Value = serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap();
+    claims["scope"] = json!("system/*.cruds");
+    let forged = format!(
+        "{}.{}.{}",
+        good.split('.').next().unwrap(),
+        B64.encode(claims.to_string()),
+        good.split('.').nth(2).unwrap()
+    );
+    assert_refused(get(gw, path, Some(&forged)), 401, "signature");
+    // Garbage.
+    assert_refused(get(gw, path, Some("not-a-jwt")), 401, "token");
+    // The good token works.
+    let (s, body, _) = get(gw, "Practitioner/prac-a", Some(&good));
+    assert_eq!(s, 200, "{body}");
+}
+
+#[test]
+fn a_replayed_jti_is_refused() {
+    fixtures();
+    let gw = Gateway::shared();
+    let jti = format!("jti-{}", now());
+    let first = dr("prac-a", "org-h1", &["TREAT"], json!({"jti": jti}));
+    let (s, _, _) = get(gw, "Practitioner/prac-a", Some(&first));
+    assert_eq!(s, 200);
+    // The same token again is fine (bearer tokens are reused); another token with that jti is not.
+    assert_eq!(get(gw, "Practitioner/prac-a", Some(&first)).0, 200);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = dr("prac-a", "org-h1", &["TREAT"], json!({"jti": jti}));
+    assert_ne!(first, second);
+    assert_refused(get(gw, "Practitioner/prac-a", Some(&second)), 401, "jti");
+}
+
+#[test]
+fn scopes_and_purposes_cannot_be_widened() {
+    fixtures();
+    let gw = Gateway::shared();
+    let narrow = mint(json!({
+        "sub": "Practitioner/prac-a", "fhirUser": "Practitioner/prac-a", "client_id": "ehr",
+        "scope": "user/Patient.rs",
+        "extensions": {"hl7-b2b": {"organization_id": "Organization/org-h1", "purpose_of_use": ["TREAT"]}},
+    }));
+    assert_refused(get(gw, "Observation/obs-o1", Some(&narrow)), 403, "scope");
+    assert_refused(
+        get(gw, "Observation?subject=Patient/pat-p", Some(&narrow)),
+        403,
+        "scope",
+    );
+    let r = client_as(&narrow)
+        .put(format!("{}/Patient/pat-p", gw.base))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "id": "pat-p"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A purpose the token does not grant.
+    let treat = dr("prac-a", "org-h1", &["TREAT"], json!({}));
+    let r = client_as(&treat)
+        .get(format!("{}/Practitioner/prac-a", gw.base))
+        .header("x-purpose-of-use", "HRESCH")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().unwrap()["resourceType"],
+        "OperationOutcome"
+    );
+    // No purpose at all.
+    let none = dr("prac-a", "org-h1", &[], json!({}));
+    assert_refused(get(gw, "Practitioner/prac-a", Some(&none)), 403, "purpose");
+    // Joins.
+    assert_refused(
+        get(
+            gw,
+            "Patient?_has:Observation:subject:code=11331-6",
+            Some(&treat),
+        ),
+        403,
+        "_has",
+    );
+    assert_refused(
+        get(gw, "Observation?subject.name=Prior", Some(&treat)),
+        403,
+        "subject.name",
+    );
+    // Decision records are for reviewers only.
+    let r = client_as(&treat)
+        .get(format!("{}/audit/decisions", gw.root()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_refused(
+        get(gw, "AuditEvent?patient=pat-p", Some(&treat)),
+        403,
+        "reviewer",
+    );
+    let _ = AUDIENCE;
+}
+
+#[test]
+fn a_paging_cursor_only_works_for_its_principal() {
+    fixtures();
+    let gw = Gateway::shared();
+    let a = dr("prac-a", "org-h1", &["TREAT"], json!({}));
+    let (s, page, _) = get(gw, "Observation?subject=Patient/pat-p&_count=1", Some(&a));
+    assert_eq!(s, 200, "{page}");
+    let next = page["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .map(|l| l["url"].as_str().unwrap().to_owned())
+        .expect("a next link");
+    assert!(next.contains("_cursor="), "{next}");
+    assert!(!next.contains(&Upstream::shared().base), "{next}");
+    let follow = |t: &str| client_as(t).get(&next).send().unwrap();
+    assert_eq!(follow(&a).status(), 200);
+    let x = dr("prac-x", "org-h2", &["TREAT"], json!({}));
+    let r = follow(&x);
+    assert_eq!(r.status(), 403);
+    let text = r.text().unwrap();
+    assert!(text.contains("cursor") && !text.contains("Prior"), "{text}");
+}
+
+#[test]
+fn a_consent_tampered_in_the_store_is_ignored_and_raises_an_alert() {
+    let upstream = fixtures();
+    let mut gw = Gateway::start_with(
+        upstream,
+        GatewayOptions {
+            config_toml: Some("[policy]\ndefault_policy = \"deny\"\n".into()),
+            ..Default::default()
+        },
+    );
+    // A consent permitting treatment of pat-p, recorded through the gateway.
+    let consent = json!({
+        "resourceType": "Consent", "id": "c-tamper", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/pat-p"}, "dateTime": "2024-01-01",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}
+    });
+    let r = client()
+        .put(format!("{}/Consent/c-tamper", gw.base))
+        .header("content-type", "application/fhir+json")
+        .body(consent.to_string())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let a = dr("prac-a", "org-h1", &["TREAT"], json!({}));
+    assert_eq!(get(&gw, "Observation/obs-o1", Some(&a)).0, 200);
+
+    // Someone edits the store behind the gateway's back: the consent now also permits research.
+    let reuse = gw.reuse().unwrap();
+    gw.terminate(std::time::Duration::from_secs(10));
+    let db = reuse.0.join("store.sqlite");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let body: Vec<u8> = conn
+        .query_row("SELECT body FROM consents WHERE id = 'c-tamper'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let forged = String::from_utf8(body)
+        .unwrap()
+        .replace("\"TREAT\"", "\"HRESCH\"");
+    conn.execute(
+        "UPDATE consents SET body = ?1 WHERE id = 'c-tamper'",
+        [forged.as_bytes()],
+    )
+    .unwrap();
+    drop(conn);
+    let gw = Gateway::start_with(
+        upstream,
+        GatewayOptions {
+            config_toml: Some("[policy]\ndefault_policy = \"deny\"\n".into()),
+            reuse: Some(reuse),
+            ..Default::default()
+        },
+    );
+    let r = client_as(&a)
+        .get(format!("{}/Observation/obs-o1", gw.base))
+        .send()
+        .unwrap();
+    // The forged consent is not enforced: default deny, hidden as 404.
+    assert_eq!(r.status(), 404);
+    let decision = r.headers()["x-anchorgate-decision"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!r.text().unwrap().contains("Prior"));
+    let rec: Value = client()
+        .get(format!("{}/audit/decisions/{decision}", gw.root()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        rec["decision"]["tamperedConsents"],
+        json!(["c-tamper"]),
+        "{rec}"
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", gw.root()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("anchorgate_consent_integrity_alerts_total 1"),
+        "{metrics}"
+    );
+    assert!(gw.log_text().contains("SECURITY"));
+}
