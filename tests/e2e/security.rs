@@ -106,7 +106,7 @@ fn bad_tokens_are_refused_with_401_and_no_data() {
     );
     assert_refused(get(gw, path, Some(&expired)), 401, "expired");
     let future = dr("prac-a", "org-h1", &["TREAT"], json!({"nbf": now() + 3600}));
-    assert_refused(get(gw, path, Some(&future)), 401, "not valid yet");
+    assert_refused(get(gw, path, Some(&future)), 401, "not valid before");
     let wrong_aud = dr(
         "prac-a",
         "org-h1",

@@ -4,7 +4,7 @@
 //! every read would cost each read a disk flush of latency, and the record is derived from the
 //! request, not given by the client, so there is nothing to acknowledge. The queue is flushed as
 //! often as the ledger's group commit runs, so a crash loses at most the decisions of the last
-//! batch window. Break-glass decisions are the exception: the response waits until the record is
+//! batch window. Security alerts (break-glass, ignored tampered consents) are the exception: the response waits until the record is
 //! anchored and stored, so a security alert can never be lost (LEDGER.md, "Decision records").
 
 use std::sync::Arc;

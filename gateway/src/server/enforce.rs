@@ -808,10 +808,12 @@ pub async fn finish(enf: &Enforcer, guard: &mut Guard, status: u16) -> String {
     finish_record(&mut guard.record, guard.started);
     let id = guard.record.id.clone();
     let rec = std::mem::take(&mut guard.record);
-    if rec.break_glass {
-        tracing::warn!(decision = %id, "SECURITY ALERT: break-glass access");
+    // Security alerts are never left in a queue: the response waits until they are durable.
+    if rec.break_glass || !rec.tampered_consents.is_empty() {
+        tracing::warn!(decision = %id, break_glass = rec.break_glass, "SECURITY ALERT: {}",
+            if rec.break_glass { "break-glass access" } else { "consent(s) not matching the ledger were ignored" });
         if let Err(e) = enf.recorder.record_durably(rec).await {
-            tracing::error!(decision = %id, error = %e, "break-glass decision NOT recorded");
+            tracing::error!(decision = %id, error = %e, "security-alert decision NOT recorded");
         }
     } else {
         enf.recorder.record(rec).await;
