@@ -308,6 +308,11 @@ impl<'a> Session<'a> {
                 call = call.header(k, *v);
             }
             let page = self.send(call)?.expect(200)?;
+            // The link's form is the server's own (the upstream's paging URL, the gateway's
+            // principal-bound cursor): what is compared is that following it yields the same page.
+            if let Some(step) = self.transcript.steps.last_mut() {
+                step.request = "GET <next link>".into();
+            }
             next = page.next_link();
             pages.push(page);
         }

@@ -50,10 +50,12 @@ pub fn retain(bundle: &mut Value, mut keep: impl FnMut(&Value) -> bool) -> Filte
 /// Replaces the URL of every paging link (`next`, `previous`, `prev`, `first`, `last`) with what
 /// `seal` makes of it, dropping links `seal` refuses (a link that could not be sealed must not
 /// leak). `self` is left alone: it repeats the client's own request.
-pub fn seal_links(bundle: &mut Value, mut seal: impl FnMut(&str) -> Option<String>) {
+/// Answers how many links it changed or dropped.
+pub fn seal_links(bundle: &mut Value, mut seal: impl FnMut(&str) -> Option<String>) -> usize {
     let Some(links) = bundle.get_mut("link").and_then(Value::as_array_mut) else {
-        return;
+        return 0;
     };
+    let mut changed = 0;
     links.retain_mut(|l| {
         let relation = l
             .get("relation")
@@ -62,6 +64,7 @@ pub fn seal_links(bundle: &mut Value, mut seal: impl FnMut(&str) -> Option<Strin
         if relation == "self" {
             return true;
         }
+        changed += 1;
         let Some(url) = l.get("url").and_then(Value::as_str) else {
             return false;
         };
@@ -73,6 +76,7 @@ pub fn seal_links(bundle: &mut Value, mut seal: impl FnMut(&str) -> Option<Strin
             None => false,
         }
     });
+    changed
 }
 
 #[cfg(test)]

@@ -174,8 +174,8 @@ impl Guard {
         ));
     }
 
-    /// Whether the upstream must be spoken to in JSON so the answer can be judged.
-    pub fn needs_json(&self) -> bool {
+    /// Whether the answer is judged resource by resource.
+    pub fn judges(&self) -> bool {
         self.judge != Judge::Nothing
     }
 }
@@ -587,24 +587,24 @@ fn is_member(group: &Value, user: &str) -> bool {
             .any(|r| r == user)
 }
 
-/// The response phase for a read-like answer already parsed to JSON: judges it in place.
-/// `Err` for a denied single read (404 or 403).
+/// The response phase for a read-like answer (parsed to FHIR JSON): judges it in place, and answers
+/// whether it changed. `Err` for a denied single read (404 or 403).
 pub async fn judge_response(
     gw: &Gateway,
     enf: &Enforcer,
     guard: &mut Guard,
     public: &str,
     doc: &mut Value,
-) -> Result<(), GatewayError> {
+) -> Result<bool, GatewayError> {
     let mut evals: HashMap<Option<String>, Arc<RequestEvaluation>> = HashMap::new();
     match guard.judge {
-        Judge::Nothing => Ok(()),
+        Judge::Nothing => Ok(false),
         Judge::Single => {
             let verdict = judge_one(gw, enf, guard, &mut evals, doc).await?;
             match verdict {
                 Verdict::Admit => {
                     guard.record.outcome = "permit".into();
-                    Ok(())
+                    Ok(false)
                 }
                 Verdict::OutOfScope => {
                     guard.record.outcome = "forbidden".into();
@@ -670,7 +670,7 @@ pub async fn judge_response(
             // Paging links: sealed to this principal, served under the public base.
             let owner = cursor_owner(&guard.principal);
             let now = now_unix();
-            entries::seal_links(doc, |url| {
+            let sealed = entries::seal_links(doc, |url| {
                 let (r, q) = gw.upstream.relative(url)?;
                 let link = match q {
                     Some(q) => format!("{r}?{q}"),
@@ -679,7 +679,7 @@ pub async fn judge_response(
                 let sealed = enf.cursors.seal(&owner, &link, now);
                 Some(format!("{public}?{}={sealed}", cursor::PARAM))
             });
-            Ok(())
+            Ok(f.removed > 0 || sealed > 0)
         }
     }
 }

@@ -350,11 +350,7 @@ async fn fhir(
     if let Some(version) = pin {
         headers.insert(IF_MATCH, version);
     }
-    // Answers judged resource by resource are read in JSON, whatever the client asked for.
-    let upstream_format = bridge::fixed(gw.config.upstream_format).or(guard
-        .as_ref()
-        .filter(|g| g.needs_json())
-        .map(|_| Format::Json));
+    let upstream_format = bridge::fixed(gw.config.upstream_format);
     let (query, body) = match upstream_format {
         Some(f) => bridge::request(f, &mut headers, query, body, body_root(&route))?,
         None => (query, body),
@@ -688,16 +684,17 @@ async fn response_filter(
         UpstreamBody::Collected(b) => b,
         UpstreamBody::Streaming(b) => collect_upstream(gw, b).await?,
     };
-    // Consent: every resource that leaves is judged; a denied read ends here.
-    if let Some(g) = guard.filter(|g| g.needs_json() && parts.status.is_success()) {
+    // Consent: every resource that leaves is judged; a denied read ends here. An answer nothing was
+    // withheld from keeps its exact bytes.
+    if let Some(g) = guard.filter(|g| g.judges() && parts.status.is_success()) {
         let mut doc = crate::fhir::parse::parse(format, &bytes).map_err(|e| {
             GatewayError::UpstreamBadResponse(format!("the answer is not FHIR: {e}"))
         })?;
-        enforce::judge_response(gw, &gw.enforcer, g, public, &mut doc).await?;
-        bytes =
-            Bytes::from(crate::fhir::parse::serialize(format, &doc).map_err(|e| {
+        if enforce::judge_response(gw, &gw.enforcer, g, public, &mut doc).await? {
+            bytes = Bytes::from(crate::fhir::parse::serialize(format, &doc).map_err(|e| {
                 GatewayError::Internal(format!("re-encoding a filtered answer: {e}"))
             })?);
+        }
     }
     let rewritten = filter::rewrite_body(format, &bytes, &map)
         .map_err(|e| GatewayError::UpstreamBadResponse(e.to_string()))?;
