@@ -219,7 +219,6 @@ fn judge(route: &Route) -> Judge {
 /// The request phase. On refusal the decision is recorded and the error returned.
 pub async fn before(
     gw: &Gateway,
-    enf: &Enforcer,
     parts: &Parts,
     route: &Route,
     request_id: &str,
@@ -227,6 +226,7 @@ pub async fn before(
     query: &mut Option<String>,
     decision: &mut Option<String>,
 ) -> Result<Guard, GatewayError> {
+    let enf = &gw.enforcer;
     let started = Instant::now();
     let principal = match enf.identity.authenticate(&parts.headers, now_unix()).await {
         Ok(p) => p,

@@ -264,7 +264,6 @@ async fn fhir(
         _ => Some(
             enforce::before(
                 gw,
-                &gw.enforcer,
                 &parts,
                 &route,
                 &ctx.request_id,
