@@ -405,6 +405,26 @@ fn replace_bundle_ids(s: &str) -> String {
     out
 }
 
+/// `Bundle.link` with every non-`self` URL replaced by a placeholder.
+fn paging_placeholders(links: &Value) -> Value {
+    let Some(list) = links.as_array() else {
+        return links.clone();
+    };
+    Value::Array(
+        list.iter()
+            .map(|l| {
+                let mut l = l.clone();
+                if l.get("relation").and_then(Value::as_str) != Some("self")
+                    && l.get("url").is_some()
+                {
+                    l["url"] = Value::String("<paging-link>".into());
+                }
+                l
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,24 +480,4 @@ mod tests {
             ""
         );
     }
-}
-
-/// `Bundle.link` with every non-`self` URL replaced by a placeholder.
-fn paging_placeholders(links: &Value) -> Value {
-    let Some(list) = links.as_array() else {
-        return links.clone();
-    };
-    Value::Array(
-        list.iter()
-            .map(|l| {
-                let mut l = l.clone();
-                if l.get("relation").and_then(Value::as_str) != Some("self")
-                    && l.get("url").is_some()
-                {
-                    l["url"] = Value::String("<paging-link>".into());
-                }
-                l
-            })
-            .collect(),
-    )
 }
