@@ -111,6 +111,8 @@ def cmd_check(a):
     up = a.upstream_base.rstrip("/")
     up_hostport = urllib.request.urlparse(up).netloc  # 127.0.0.1:PORT
     hdr = {"Accept": "application/fhir+json"}
+    if os.environ.get("LOAD_TOKEN"):
+        hdr["Authorization"] = "Bearer " + os.environ["LOAD_TOKEN"]
     problems, notes = [], []
 
     def get(path):

@@ -396,9 +396,22 @@ else
   # Same CPU budget as the nginx peer: $WORKERS worker thread(s), same pinned core.
   # Logging at warn (no per-request lines): the nginx peer runs with access_log off.
   pin_prefix "$CPU_PROXY"
+  # Identity: every FHIR request needs a token. One throw-away test issuer, one audience for all the
+  # gateways (their public bases differ by port), the repository's partner registry, and the opt-out
+  # default policy (the canned patient has no consents): enforcement runs in full on every request.
+  "$GW_BIN" keygen --kind issuer --alg ES256 --out "$TMP/gw/issuer.pem" \
+    --jwks-out "$TMP/gw/issuer.jwks.json" >/dev/null || die "anchorgate keygen --kind issuer failed"
+  LOAD_AUD="https://load.anchorgate.test/fhir"
+  IDENTITY_TOML=$(printf '[identity]\naudience = "%s"\npartners_file = "%s"\n[[identity.issuers]]\nissuer = "https://issuer.load.test"\njwks_file = "%s"\n[policy]\ndefault_policy = "permit"\n' \
+    "$LOAD_AUD" "$REPO/policies/partners.toml" "$TMP/gw/issuer.jwks.json")
+  LOAD_TOKEN=$("$GW_BIN" token --issuer-key "$TMP/gw/issuer.pem" --ttl 86400 --claims \
+    "{\"iss\":\"https://issuer.load.test\",\"aud\":\"$LOAD_AUD\",\"sub\":\"load\",\"client_id\":\"load\",\"scope\":\"system/*.cruds\",\"extensions\":{\"hl7-b2b\":{\"organization_id\":\"Organization/org-h1\",\"purpose_of_use\":[\"TREAT\"]}}}") \
+    || die "anchorgate token failed"
+  export LOAD_TOKEN
+  printf '%s\n' "$IDENTITY_TOML" >"$TMP/gw/default.toml"
   # start_gateway PORT BASE NAME [CONFIG]: one gateway on the proxy core; sets STARTED_PID.
   start_gateway() {
-    local port=$1 base=$2 name=$3 config=${4:-}
+    local port=$1 base=$2 name=$3 config=${4:-$TMP/gw/default.toml}
     # Each gateway signs its own ledger with a real key, made as an operator makes one.
     "$GW_BIN" keygen --origin "load.anchorgate/$name" --out "$TMP/gw/$name.key" >/dev/null \
       || die "anchorgate keygen failed"
@@ -418,11 +431,11 @@ else
   TARGETS="direct nginx anchorgate"
   if [[ " $CASES " == *" create "* ]]; then
     # The write path's validation cost: the same binary and placement with validation off.
-    printf '[validation]\nmode = "off"\n' >"$TMP/gw/noval.toml"
+    printf '[validation]\nmode = "off"\n%s\n' "$IDENTITY_TOML" >"$TMP/gw/noval.toml"
     start_gateway "$GW2_PORT" "$GW2_BASE" anchorgate-noval "$TMP/gw/noval.toml"
     GW2_PID=$STARTED_PID
     # The anchoring cost: validation off and the ledger off, the plain proxy on the write path.
-    printf '[validation]\nmode = "off"\n[ledger]\nenabled = false\n' >"$TMP/gw/noanchor.toml"
+    printf '[validation]\nmode = "off"\n[ledger]\nenabled = false\n%s\n' "$IDENTITY_TOML" >"$TMP/gw/noanchor.toml"
     start_gateway "$GW3_PORT" "$GW3_BASE" anchorgate-noanchor "$TMP/gw/noanchor.toml"
     GW3_PID=$STARTED_PID
   fi

@@ -3,6 +3,7 @@
 -- Environment (read once per wrk thread):
 --   LOAD_METHOD     HTTP method (default GET)
 --   LOAD_BODY_FILE  request body file (for POST), sent as application/fhir+json
+--   LOAD_TOKEN      bearer token sent as Authorization (the gateway requires one)
 --
 -- On completion prints ONE machine-readable line to stdout:
 --   LOADRESULT {"requests":..,"rps":..,"p50_us":..,"p99_us":.., ...}
@@ -10,6 +11,11 @@
 
 wrk.method = os.getenv("LOAD_METHOD") or "GET"
 wrk.headers["Accept"] = "application/fhir+json"
+-- The gateway requires a bearer token; nginx and the canned upstream ignore it.
+local token = os.getenv("LOAD_TOKEN")
+if token and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
 
 local body_file = os.getenv("LOAD_BODY_FILE")
 if body_file and body_file ~= "" then
