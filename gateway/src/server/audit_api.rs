@@ -20,6 +20,18 @@ fn pairs(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The same query, continuing after record `last`.
+fn after(query_string: Option<&str>, last: i64) -> String {
+    let mut kept: Vec<(String, String)> = pairs(query_string)
+        .into_iter()
+        .filter(|(k, _)| k != "after")
+        .collect();
+    kept.push(("after".into(), last.to_string()));
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .finish()
+}
+
 fn bad_param(e: query::BadParam) -> GatewayError {
     GatewayError::bad_request(e.to_string(), Some(e.name))
 }
@@ -39,8 +51,17 @@ fn json_response(v: &Value) -> Response<Body> {
     r
 }
 
-fn parse_records(page: Vec<(i64, String)>) -> Result<Vec<(i64, DecisionRecord)>, GatewayError> {
-    page.into_iter()
+/// One page of stored records matching `q`, with their sequence numbers.
+async fn page(
+    gw: &Gateway,
+    q: decisions::Query,
+) -> Result<Vec<(i64, DecisionRecord)>, GatewayError> {
+    let rows = gw
+        .store
+        .run(move |c| decisions::query(c, &q))
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    rows.into_iter()
         .map(|(seq, s)| {
             serde_json::from_str(&s)
                 .map(|r| (seq, r))
@@ -64,27 +85,11 @@ pub async fn decisions_api(
     }
     let q = query::decisions(&pairs(query_string)).map_err(bad_param)?;
     let limit = q.limit;
-    let q2 = q.clone();
-    let page = gw
-        .store
-        .run(move |c| decisions::query(c, &q2))
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let records = parse_records(page)?;
+    let records = page(gw, q).await?;
     let next = (records.len() as u32 == limit)
         .then(|| records.last().map(|(seq, _)| *seq))
         .flatten()
-        .map(|last| {
-            let mut kept: Vec<(String, String)> = pairs(query_string)
-                .into_iter()
-                .filter(|(k, _)| k != "after")
-                .collect();
-            kept.push(("after".into(), last.to_string()));
-            let qs: String = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(kept)
-                .finish();
-            format!("{PREFIX}?{qs}")
-        });
+        .map(|last| format!("{PREFIX}?{}", after(query_string, last)));
     let list: Vec<DecisionRecord> = records.into_iter().map(|(_, r)| r).collect();
     Ok(json_response(&json!({"decisions": list, "next": next})))
 }
@@ -204,13 +209,7 @@ pub async fn audit_events(
     }
     let q = query::audit_events(&pairs(query_string)).map_err(bad_param)?;
     let limit = q.limit;
-    let q2 = q.clone();
-    let page = gw
-        .store
-        .run(move |c| decisions::query(c, &q2))
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let records = parse_records(page)?;
+    let records = page(gw, q).await?;
     let mut entries = Vec::new();
     for (_, r) in &records {
         for ev in auditevent::events(r, &source) {
@@ -226,14 +225,7 @@ pub async fn audit_events(
     ];
     if records.len() as u32 == limit {
         if let Some((last, _)) = records.last() {
-            let mut kept: Vec<(String, String)> = pairs(query_string)
-                .into_iter()
-                .filter(|(k, _)| k != "after")
-                .collect();
-            kept.push(("after".into(), last.to_string()));
-            let qs: String = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(kept)
-                .finish();
+            let qs = after(query_string, *last);
             links.push(json!({"relation": "next", "url": format!("{public}/AuditEvent?{qs}")}));
         }
     }

@@ -243,14 +243,14 @@ pub async fn before(
                     .get(PURPOSE_HEADER)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
-                refuse(
-                    gw,
+                // The error returned is identity's own (it names the purpose refused).
+                let _ = refused(
                     enf,
                     &mut record,
                     started,
                     "deny",
-                    403,
-                    vec![policy("partner-registry", &why)],
+                    "partner-registry",
+                    why.clone(),
                 )
                 .await;
             }
@@ -273,18 +273,15 @@ pub async fn before(
                 *query = q;
             }
             Err(e) => {
-                let err = GatewayError::Forbidden(e.to_string());
-                refuse(
-                    gw,
+                return Err(refused(
                     enf,
                     &mut record,
                     started,
                     "forbidden",
-                    403,
-                    vec![policy("paging-cursor", &e.to_string())],
+                    "paging-cursor",
+                    e.to_string(),
                 )
-                .await;
-                return Err(err);
+                .await);
             }
         }
     }
@@ -305,17 +302,15 @@ pub async fn before(
                 "AuditEvents are for compliance reviewers (scope {})",
                 enf.config.audit_scope
             );
-            refuse(
-                gw,
+            return Err(refused(
                 enf,
                 &mut record,
                 started,
                 "forbidden",
-                403,
-                vec![policy("compliance-reviewer", &why)],
+                "compliance-reviewer",
+                why.to_string(),
             )
-            .await;
-            return Err(GatewayError::Forbidden(why));
+            .await);
         }
         return Ok(Guard {
             facts: facts_of(gw, enf, &principal, ActionKind::Read).await,
@@ -344,17 +339,15 @@ pub async fn before(
             perm_name(perm),
             resource_type.as_deref().unwrap_or("every type")
         );
-        refuse(
-            gw,
+        return Err(refused(
             enf,
             &mut record,
             started,
             "forbidden",
-            403,
-            vec![policy("smart-scopes", &why)],
+            "smart-scopes",
+            why.to_string(),
         )
-        .await;
-        return Err(GatewayError::Forbidden(why));
+        .await);
     }
 
     // 2. Joins that could reveal withheld data.
@@ -365,17 +358,15 @@ pub async fn before(
                 "search parameter(s) {} join across resources and are not allowed (enforcement.allow_joins)",
                 found.join(", ")
             );
-            refuse(
-                gw,
+            return Err(refused(
                 enf,
                 &mut record,
                 started,
                 "deny",
-                403,
-                vec![policy("no-joins", &why)],
+                "no-joins",
+                why.to_string(),
             )
-            .await;
-            return Err(GatewayError::Forbidden(why));
+            .await);
         }
     }
 
@@ -383,17 +374,15 @@ pub async fn before(
     if principal.purpose.is_none() {
         let why =
             "the request names no purpose of use (X-Purpose-Of-Use, or a token with exactly one)";
-        refuse(
-            gw,
+        return Err(refused(
             enf,
             &mut record,
             started,
             "deny",
-            403,
-            vec![policy("purpose-required", why)],
+            "purpose-required",
+            why.to_owned(),
         )
-        .await;
-        return Err(GatewayError::Forbidden(why.to_owned()));
+        .await);
     }
 
     let action = if matches!(perm, Permission::Read | Permission::Search) {
@@ -494,21 +483,21 @@ fn policy_reason(id: &str, effect: &str, detail: &str) -> Value {
     serde_json::json!({"kind": "policy", "policy": id, "effect": effect, "detail": detail})
 }
 
-async fn refuse(
-    gw: &Gateway,
+/// Records a refusal (403) and answers the error to return.
+async fn refused(
     enf: &Enforcer,
     record: &mut DecisionRecord,
     started: Instant,
     outcome: &str,
-    status: u16,
-    reasons: Vec<Value>,
-) {
-    let _ = gw;
+    policy_id: &str,
+    why: String,
+) -> GatewayError {
     record.outcome = outcome.to_owned();
-    record.status = status;
-    record.reasons = reasons;
+    record.status = 403;
+    record.reasons = vec![policy(policy_id, &why)];
     finish_record(record, started);
     enf.recorder.record(std::mem::take(record)).await;
+    GatewayError::Forbidden(why)
 }
 
 fn finish_record(record: &mut DecisionRecord, started: Instant) {
