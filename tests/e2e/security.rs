@@ -349,3 +349,171 @@ fn a_consent_tampered_in_the_store_is_ignored_and_raises_an_alert() {
     );
     assert!(gw.log_text().contains("SECURITY"));
 }
+
+#[test]
+fn every_entry_of_a_transaction_or_batch_is_authorised() {
+    fixtures();
+    let gw = Gateway::shared();
+    let narrow = mint(json!({
+        "sub": "Practitioner/prac-a", "fhirUser": "Practitioner/prac-a", "client_id": "ehr",
+        "scope": "user/Patient.cru",
+        "extensions": {"hl7-b2b": {"organization_id": "Organization/org-h1", "purpose_of_use": ["TREAT"]}},
+    }));
+    let tx = |kind: &str, second: Value| {
+        json!({"resourceType": "Bundle", "type": kind, "entry": [
+            {"fullUrl": "urn:uuid:0d1b7a3c-5d8e-4d8a-9a59-0a2b6f6b9c01",
+             "resource": {"resourceType": "Patient", "name": [{"family": "Txtest"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            second
+        ]})
+        .to_string()
+    };
+    let obs = json!({"fullUrl": "urn:uuid:0d1b7a3c-5d8e-4d8a-9a59-0a2b6f6b9c02",
+        "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+        "request": {"method": "POST", "url": "Observation"}});
+    for kind in ["transaction", "batch"] {
+        let r = client_as(&narrow)
+            .post(&gw.base)
+            .header("content-type", "application/fhir+json")
+            .body(tx(kind, obs.clone()))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403, "{kind}");
+        let body: Value = r.json().unwrap();
+        assert!(body.to_string().contains("Bundle.entry[1]"), "{body}");
+    }
+    // Reads inside a batch are judged like reads: pat-p's Observation is hidden from a partner abroad.
+    let fr = mint(json!({
+        "sub": "partner-fr-system", "client_id": "partner-fr", "scope": "system/*.rs",
+        "extensions": {"hl7-b2b": {"organization_id": "Organization/org-fr", "purpose_of_use": ["TREAT"]}},
+    }));
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Observation/obs-o1"}},
+        {"request": {"method": "GET", "url": "Practitioner/prac-a"}},
+        {"request": {"method": "GET", "url": "Observation?subject=Patient/pat-p"}}
+    ]});
+    let r = client_as(&fr)
+        .post(&gw.base)
+        .header("content-type", "application/fhir+json")
+        .body(batch.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["entry"][0]["response"]["status"], "404 Not Found",
+        "{body}"
+    );
+    assert!(body["entry"][0].get("resource").is_none());
+    assert_eq!(body["entry"][1]["resource"]["id"], "prac-a");
+    assert_eq!(
+        body["entry"][2]["resource"]["entry"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0,
+        "{body}"
+    );
+    assert!(
+        !text.contains("Heart rate") && !text.contains("Glucose"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() {
+    let upstream = fixtures();
+    let gw = Gateway::start_with(
+        upstream,
+        GatewayOptions {
+            config_toml: Some("[policy]\ndefault_policy = \"deny\"\n".into()),
+            ..Default::default()
+        },
+    );
+    let mut consent = json!({
+        "resourceType": "Consent", "id": "c-revoke", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/pat-p"}, "dateTime": "2024-01-01",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}
+    });
+    let put = |c: &Value| {
+        let r = client()
+            .put(format!("{}/Consent/c-revoke", gw.base))
+            .header("content-type", "application/fhir+json")
+            .body(c.to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success());
+        assert!(r.headers().get("x-anchorgate-leaf-index").is_some());
+    };
+    put(&consent);
+    let a = dr("prac-a", "org-h1", &["TREAT"], json!({}));
+    let first = client_as(&a)
+        .get(format!("{}/Observation/obs-o1", gw.base))
+        .send()
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let permit_id = first.headers()["x-anchorgate-decision"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    consent["status"] = json!("inactive");
+    put(&consent);
+    let second = client_as(&a)
+        .get(format!("{}/Observation/obs-o1", gw.base))
+        .send()
+        .unwrap();
+    assert_eq!(second.status(), 404);
+    let deny_id = second.headers()["x-anchorgate-decision"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    // The reviewer's views: the permit names the consent provision; the deny the default policy.
+    let get = |path: String| -> Value {
+        for _ in 0..50 {
+            let r = client().get(&path).send().unwrap();
+            if r.status() == 200 {
+                return r.json().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{path} never answered 200");
+    };
+    let permit = get(format!("{}/audit/decisions/{permit_id}", gw.root()));
+    assert_eq!(permit["decision"]["outcome"], "permit");
+    assert_eq!(
+        permit["decision"]["reasons"][0]["consent"], "c-revoke",
+        "{permit}"
+    );
+    assert!(permit["proof"]["inclusion"].is_array(), "{permit}");
+    assert!(
+        permit["explanation"]
+            .to_string()
+            .contains("Consent/c-revoke"),
+        "{permit}"
+    );
+    let deny = get(format!("{}/audit/decisions/{deny_id}", gw.root()));
+    assert_eq!(deny["decision"]["outcome"], "deny");
+    assert_eq!(deny["decision"]["patients"], json!(["Patient/pat-p"]));
+    let list = get(format!(
+        "{}/audit/decisions?patient=pat-p&outcome=deny",
+        gw.root()
+    ));
+    assert!(list["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["id"] == deny_id.as_str()));
+    let events = get(format!("{}/AuditEvent?patient=pat-p&outcome=8", gw.base));
+    assert_eq!(events["resourceType"], "Bundle");
+    assert!(events.to_string().contains("AuthZ-Consent"), "{events}");
+    // A bad filter is a clear 400, never a silently wider query.
+    let r = client()
+        .get(format!("{}/audit/decisions?patinet=x", gw.root()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

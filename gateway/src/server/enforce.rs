@@ -150,6 +150,8 @@ pub struct Guard {
     /// Read-like: the response is judged resource by resource.
     judge: Judge,
     record: DecisionRecord,
+    /// For a batch or transaction, the indices of its read (GET) entries.
+    bundle_reads: Vec<usize>,
 }
 
 /// How the response is judged.
@@ -161,6 +163,8 @@ enum Judge {
     Entries,
     /// Nothing leaves that consent governs (writes answer with what the writer wrote).
     Nothing,
+    /// A batch or transaction: the answers to its read entries (by entry index) are judged.
+    BatchReads,
 }
 
 impl Guard {
@@ -321,6 +325,7 @@ pub async fn before(
             },
             judge: Judge::Nothing,
             record,
+            bundle_reads: Vec::new(),
         });
     }
 
@@ -398,6 +403,7 @@ pub async fn before(
         scope,
         judge: judge(route),
         record,
+        bundle_reads: Vec::new(),
     })
 }
 
@@ -624,53 +630,107 @@ pub async fn judge_response(
                 guard.judge = Judge::Single;
                 return Box::pin(judge_response(gw, enf, guard, public, doc)).await;
             }
-            // Judge every entry first (async: consents are loaded per patient), then remove.
-            let mut keep = Vec::new();
-            if let Some(list) = doc.get("entry").and_then(Value::as_array) {
-                for e in list {
-                    let v = match e.get("resource") {
-                        Some(r)
-                            if e.pointer("/search/mode").and_then(Value::as_str)
-                                != Some("outcome") =>
-                        {
-                            judge_one(gw, enf, guard, &mut evals, r).await? == Verdict::Admit
+            judge_bundle(gw, enf, guard, &mut evals, public, doc).await
+        }
+        Judge::BatchReads => {
+            let reads = std::mem::take(&mut guard.bundle_reads);
+            let mut changed = false;
+            let n = doc
+                .get("entry")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            for i in reads.into_iter().filter(|i| *i < n) {
+                let Some(mut res) = doc["entry"][i].get_mut("resource").map(Value::take) else {
+                    continue;
+                };
+                if res.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+                    changed |= Box::pin(judge_bundle(gw, enf, guard, &mut evals, public, &mut res))
+                        .await?;
+                    doc["entry"][i]["resource"] = res;
+                    continue;
+                }
+                match judge_one(gw, enf, guard, &mut evals, &res).await? {
+                    Verdict::Admit => doc["entry"][i]["resource"] = res,
+                    v => {
+                        // The entry answers as a read of a resource the caller may not see would.
+                        changed = true;
+                        guard.record.withheld += 1;
+                        let status =
+                            if v == Verdict::OutOfScope || enf.config.denied_read_status == 403 {
+                                "403 Forbidden"
+                            } else {
+                                "404 Not Found"
+                            };
+                        if let Some(e) = doc["entry"][i].as_object_mut() {
+                            e.remove("fullUrl");
+                            e.remove("resource");
+                            e.insert("response".into(), serde_json::json!({"status": status}));
                         }
-                        _ => true,
-                    };
-                    keep.push(v);
+                    }
                 }
             }
-            let mut it = keep.into_iter();
-            let f = entries::retain(doc, |_| it.next().unwrap_or(false));
-            guard.record.withheld = f.removed as u32;
-            guard.record.outcome = if f.removed > 0 {
-                guard.record.obligations.push("suppress-total".into());
-                "permit-with-filter"
-            } else {
-                "permit"
+            if guard.record.withheld > 0 {
+                guard.record.outcome = "permit-with-filter".into();
+                let w = guard.record.withheld;
+                guard.record.obligations.push(format!("withheld:{w}"));
             }
-            .into();
-            if f.removed > 0 {
-                guard
-                    .record
-                    .obligations
-                    .push(format!("withheld:{}", f.removed));
-            }
-            // Paging links: sealed to this principal, served under the public base.
-            let owner = cursor_owner(&guard.principal);
-            let now = now_unix();
-            let sealed = entries::seal_links(doc, |url| {
-                let (r, q) = gw.upstream.relative(url)?;
-                let link = match q {
-                    Some(q) => format!("{r}?{q}"),
-                    None => r,
-                };
-                let sealed = enf.cursors.seal(&owner, &link, now);
-                Some(format!("{public}?{}={sealed}", cursor::PARAM))
-            });
-            Ok(f.removed > 0 || sealed > 0)
+            Ok(changed)
         }
     }
+}
+
+/// A Bundle answer (search, history, `$everything`): every entry judged, the withheld removed,
+/// `total` suppressed if anything was, paging links sealed to the principal. Answers whether it changed.
+async fn judge_bundle(
+    gw: &Gateway,
+    enf: &Enforcer,
+    guard: &mut Guard,
+    evals: &mut HashMap<Option<String>, Arc<RequestEvaluation>>,
+    public: &str,
+    doc: &mut Value,
+) -> Result<bool, GatewayError> {
+    // Judge every entry first (async: consents are loaded per patient), then remove.
+    let mut keep = Vec::new();
+    if let Some(list) = doc.get("entry").and_then(Value::as_array) {
+        for e in list {
+            let v = match e.get("resource") {
+                Some(r) if e.pointer("/search/mode").and_then(Value::as_str) != Some("outcome") => {
+                    judge_one(gw, enf, guard, evals, r).await? == Verdict::Admit
+                }
+                _ => true,
+            };
+            keep.push(v);
+        }
+    }
+    let mut it = keep.into_iter();
+    let f = entries::retain(doc, |_| it.next().unwrap_or(false));
+    guard.record.withheld = f.removed as u32;
+    guard.record.outcome = if f.removed > 0 {
+        guard.record.obligations.push("suppress-total".into());
+        "permit-with-filter"
+    } else {
+        "permit"
+    }
+    .into();
+    if f.removed > 0 {
+        guard
+            .record
+            .obligations
+            .push(format!("withheld:{}", f.removed));
+    }
+    // Paging links: sealed to this principal, served under the public base.
+    let owner = cursor_owner(&guard.principal);
+    let now = now_unix();
+    let sealed = entries::seal_links(doc, |url| {
+        let (r, q) = gw.upstream.relative(url)?;
+        let link = match q {
+            Some(q) => format!("{r}?{q}"),
+            None => r,
+        };
+        let sealed = enf.cursors.seal(&owner, &link, now);
+        Some(format!("{public}?{}={sealed}", cursor::PARAM))
+    });
+    Ok(f.removed > 0 || sealed > 0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -808,4 +868,102 @@ pub async fn finish(enf: &Enforcer, guard: &mut Guard, status: u16) -> String {
         enf.recorder.record(rec).await;
     }
     id
+}
+
+/// A batch or transaction: every entry must be allowed by the token's scopes, or the whole Bundle is
+/// refused (a transaction is all or nothing; a batch is refused whole too, so a client learns of the
+/// missing scope at once rather than entry by entry). The answers to its read entries are judged like
+/// reads (see [`Judge::BatchReads`]).
+pub async fn authorize_bundle(
+    gw: &Gateway,
+    guard: &mut Guard,
+    bundle: &Value,
+) -> Result<(), GatewayError> {
+    let enf = &gw.enforcer;
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (n, e) in entries.iter().enumerate() {
+        let at = format!("Bundle.entry[{n}].request");
+        let method = e
+            .pointer("/request/method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let url = e
+            .pointer("/request/url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let (path, query) = gw.upstream.relative(url).unwrap_or_else(|| {
+            let (p, q) = url
+                .split_once('?')
+                .map_or((url, None), |(p, q)| (p, Some(q)));
+            (p.trim_start_matches('/').to_owned(), q.map(str::to_owned))
+        });
+        let mut parts = path.split('/');
+        let rtype = parts.next().unwrap_or_default().to_owned();
+        let has_id = parts
+            .next()
+            .is_some_and(|s| !s.is_empty() && !s.starts_with('$'));
+        let perm = match method {
+            "GET" | "HEAD" if has_id => Permission::Read,
+            "GET" | "HEAD" => Permission::Search,
+            "POST" => Permission::Create,
+            "PUT" | "PATCH" => Permission::Update,
+            "DELETE" => Permission::Delete,
+            // The validator has already refused anything else; refuse rather than guess.
+            _ => Permission::Update,
+        };
+        if matches!(perm, Permission::Read | Permission::Search) {
+            guard.bundle_reads.push(n);
+        }
+        let allowed = if rtype.is_empty() || rtype.starts_with('$') || rtype.starts_with('_') {
+            guard.principal.scopes.check("*", perm)
+        } else {
+            guard.principal.scopes.check(&rtype, perm)
+        };
+        if allowed.is_denied() {
+            let why = format!(
+                "{at}: the token's scopes do not allow {} on {}; the whole Bundle is refused",
+                perm_name(perm),
+                if rtype.is_empty() {
+                    "the server"
+                } else {
+                    rtype.as_str()
+                }
+            );
+            return Err(refused(
+                enf,
+                &mut guard.record,
+                guard.started,
+                "forbidden",
+                "smart-scopes",
+                why,
+            )
+            .await);
+        }
+        if !enf.config.allow_joins {
+            let found = joins::joins(query.as_deref().unwrap_or_default());
+            if !found.is_empty() {
+                let why = format!(
+                    "{at}: search parameter(s) {} join across resources and are not allowed",
+                    found.join(", ")
+                );
+                return Err(refused(
+                    enf,
+                    &mut guard.record,
+                    guard.started,
+                    "deny",
+                    "no-joins",
+                    why,
+                )
+                .await);
+            }
+        }
+    }
+    if !guard.bundle_reads.is_empty() {
+        guard.judge = Judge::BatchReads;
+    }
+    Ok(())
 }

@@ -291,6 +291,15 @@ async fn fhir(
 
     let kind = body_kind(&parts.headers);
 
+    // A batch or transaction is authorised entry by entry before any of it reaches the upstream.
+    if let (Some(g), Interaction::BatchOrTransaction, BodyKind::Fhir(f)) =
+        (guard.as_mut(), route.interaction, kind)
+    {
+        if let Ok(bundle) = crate::fhir::parse::parse(f, &body) {
+            enforce::authorize_bundle(gw, g, &bundle).await?;
+        }
+    }
+
     // `$verify` and `$receipt` are the ledger's.
     if route.interaction == Interaction::Operation && verify_op::is_ledger_op(&route) {
         return verify_op::handle(gw, &parts, &route, ctx.format).await;
