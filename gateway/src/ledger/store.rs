@@ -108,49 +108,20 @@ impl Store {
     /// Opens (creating if needed) the store at `path` with the durability settings the ledger relies on.
     /// `max_bytes`, when set, caps the database size (the same "full" error as a full disk).
     pub fn open(path: &Path, max_bytes: Option<u64>) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: the WAL is fsynced at every commit, so a committed batch survives power loss.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        if let Some(max) = max_bytes {
-            let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-            let pages = (max as i64 / page.max(1)).max(16);
-            conn.pragma_update(None, "max_page_count", pages)?;
-        }
-        // A damaged file is found now, before anything is appended to it or served from it.
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if check != "ok" {
-            return Err(StoreError::Corrupt(check));
-        }
-        conn.execute_batch(SCHEMA)?;
-        let version: Option<String> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match version {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )?;
+        use crate::store::{open_checked, OpenError};
+        let cap = |conn: &Connection| -> rusqlite::Result<()> {
+            if let Some(max) = max_bytes {
+                let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                let pages = (max as i64 / page.max(1)).max(16);
+                conn.pragma_update(None, "max_page_count", pages)?;
             }
-            Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some(v) => {
-                return Err(StoreError::Inconsistent(format!(
-                    "schema version {v}, this gateway writes {SCHEMA_VERSION}"
-                )))
-            }
-        }
+            Ok(())
+        };
+        let conn = open_checked(path, SCHEMA, SCHEMA_VERSION, cap).map_err(|e| match e {
+            OpenError::Sql(e) => StoreError::from(e),
+            OpenError::Damaged(m) => StoreError::Corrupt(m),
+            OpenError::Version(m) => StoreError::Inconsistent(m),
+        })?;
         Ok(Self { conn })
     }
 

@@ -83,43 +83,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store at `path`, checking it first.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a consent version indexed here survives power loss like its ledger entry does.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-        if check != "ok" {
-            return Err(StoreError::Inconsistent(format!("damaged: {check}")));
-        }
-        conn.execute_batch(SCHEMA)?;
-        let version: Option<String> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match version {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION.to_string()],
-                )?;
-            }
-            Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some(v) => {
-                return Err(StoreError::Inconsistent(format!(
-                    "schema version {v}, this gateway writes {SCHEMA_VERSION}"
-                )))
-            }
-        }
+        let conn = open_checked(path, SCHEMA, SCHEMA_VERSION, |_| Ok(())).map_err(|e| match e {
+            OpenError::Sql(e) => StoreError::Sql(e),
+            OpenError::Damaged(m) => StoreError::Inconsistent(format!("damaged: {m}")),
+            OpenError::Version(m) => StoreError::Inconsistent(m),
+        })?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -153,4 +121,71 @@ impl Store {
         let mut conn = self.lock()?;
         f(&mut conn)
     }
+}
+
+/// Why a SQLite database could not be opened for use.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// SQLite refused.
+    Sql(rusqlite::Error),
+    /// `PRAGMA quick_check` found damage.
+    Damaged(String),
+    /// Written by another schema version.
+    Version(String),
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> Self {
+        OpenError::Sql(e)
+    }
+}
+
+/// Opens a database the way every Anchorgate store is opened: WAL with `synchronous = FULL` (a
+/// committed transaction survives power loss), foreign keys on, `setup` (e.g. a size cap), a quick
+/// check (damage is found before anything is written or served), then `schema` and its version,
+/// which must be `version` (a store from another version is refused, never migrated silently).
+pub(crate) fn open_checked(
+    path: &Path,
+    schema: &str,
+    version: i64,
+    setup: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> Result<Connection, OpenError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    setup(&conn)?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(OpenError::Damaged(check));
+    }
+    conn.execute_batch(schema)?;
+    let found: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match found {
+        None => {
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                [version.to_string()],
+            )?;
+        }
+        Some(v) if v == version.to_string() => {}
+        Some(v) => {
+            return Err(OpenError::Version(format!(
+                "schema version {v}, this gateway writes {version}"
+            )))
+        }
+    }
+    Ok(conn)
 }
