@@ -102,10 +102,16 @@ async fn write(store: &Store, ledger: Option<&Arc<Ledger>>, batch: Vec<Job>) -> 
         }
     }
     let rows: Vec<_> = records.iter().map(DecisionRecord::row).collect();
-    let stored = store
-        .run(move |c| crate::store::decisions::insert(c, &rows))
-        .await
-        .map_err(|e| e.to_string());
+    // This thread does nothing else, so the insert runs here rather than on a blocking pool. A batch
+    // holding a security alert (someone waits on it) is committed with a full fsync.
+    let alert = waiters.iter().any(Option::is_some);
+    let insert = |c: &mut rusqlite::Connection| crate::store::decisions::insert(c, &rows);
+    let stored = if alert {
+        store.run_blocking(insert)
+    } else {
+        store.run_log(insert)
+    }
+    .map_err(|e| e.to_string());
     if let Err(e) = &stored {
         failure = Some(format!("storing decisions: {e}"));
     }

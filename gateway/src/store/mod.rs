@@ -78,6 +78,11 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// A second connection for decision records, with `synchronous = NORMAL`: records are committed
+    /// without an fsync of their own. Each is already anchored (durably) in the ledger, and the
+    /// documented guarantee for ordinary records is "up to the last batch window" anyway; security
+    /// alerts are written through [`Store::run_blocking`] on the FULL connection instead.
+    log: Arc<Mutex<Connection>>,
 }
 
 impl Store {
@@ -88,9 +93,26 @@ impl Store {
             OpenError::Damaged(m) => StoreError::Inconsistent(format!("damaged: {m}")),
             OpenError::Version(m) => StoreError::Inconsistent(m),
         })?;
+        let log = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        log.busy_timeout(Duration::from_secs(10))?;
+        log.pragma_update(None, "synchronous", "NORMAL")?;
+        log.pragma_update(None, "foreign_keys", "ON")?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            log: Arc::new(Mutex::new(log)),
         })
+    }
+
+    /// Runs `f` on the decision-record connection, on this thread (the recorder's own).
+    pub fn run_log<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.log.lock().map_err(|_| StoreError::Poisoned)?;
+        f(&mut conn)
     }
 
     /// The connection, for one short operation.
