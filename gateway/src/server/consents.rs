@@ -92,7 +92,7 @@ impl Consents {
             status: str_at(&v, "/status").unwrap_or_default(),
             leaf,
             body: payload,
-            recorded: now_unix(),
+            recorded: super::enforce::now_unix() as i64,
         };
         self.store.run(move |c| consents::upsert(c, &row)).await?;
         self.invalidate(&patient);
@@ -280,13 +280,6 @@ pub fn patient_of(consent: &Value) -> Option<String> {
 
 fn str_at(v: &Value, ptr: &str) -> Option<String> {
     v.pointer(ptr).and_then(Value::as_str).map(str::to_owned)
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //!  always:  a decision record, anchored as a decision entry
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -71,7 +72,7 @@ impl EnforcementConfig {
 }
 
 /// A principal's Group memberships and when they were read.
-type Cached = (Instant, Arc<Vec<String>>);
+type Cached = (Instant, Vec<String>);
 
 /// What enforcement needs for the gateway's whole life.
 #[derive(Debug)]
@@ -144,7 +145,11 @@ fn cursor_owner(p: &Principal) -> String {
 #[derive(Debug)]
 pub struct Guard {
     principal: Principal,
-    facts: RequestFacts,
+    /// Read or write, for the policy engine.
+    action: ActionKind,
+    /// What the engine knows of the request; built on first use, since it may need a Group lookup
+    /// that requests nobody judges (writes, reviewers) never need.
+    facts: Option<RequestFacts>,
     started: Instant,
     scope: ScopeDecision,
     /// Read-like: the response is judged resource by resource.
@@ -168,14 +173,26 @@ enum Judge {
 }
 
 impl Guard {
-    /// A reviewer's `AuditEvent` request was answered.
-    pub fn reviewed(&mut self) {
-        self.record.outcome = "permit".into();
-        self.record.reasons.push(policy_reason(
-            "compliance-reviewer",
-            "permit",
-            "decision records served to a compliance reviewer",
-        ));
+    /// A reviewer's `AuditEvent` request: a read or search (`served`, whatever it found), or a write,
+    /// which is refused.
+    pub fn reviewed(&mut self, served: bool) {
+        let (outcome, effect, detail) = if served {
+            (
+                "permit",
+                "permit",
+                "decision records served to a compliance reviewer",
+            )
+        } else {
+            (
+                "forbidden",
+                "forbid",
+                "AuditEvents are produced by the gateway and cannot be written",
+            )
+        };
+        self.record.outcome = outcome.into();
+        self.record
+            .reasons
+            .push(policy_reason("compliance-reviewer", effect, detail));
     }
 
     /// Whether the answer is judged resource by resource.
@@ -312,12 +329,13 @@ pub async fn before(
                 started,
                 "forbidden",
                 "compliance-reviewer",
-                why.to_string(),
+                why,
             )
             .await);
         }
         return Ok(Guard {
-            facts: facts_of(gw, enf, &principal, ActionKind::Read).await,
+            action: ActionKind::Read,
+            facts: None,
             principal,
             started,
             scope: ScopeDecision::Granted {
@@ -344,15 +362,7 @@ pub async fn before(
             perm_name(perm),
             resource_type.as_deref().unwrap_or("every type")
         );
-        return Err(refused(
-            enf,
-            &mut record,
-            started,
-            "forbidden",
-            "smart-scopes",
-            why.to_string(),
-        )
-        .await);
+        return Err(refused(enf, &mut record, started, "forbidden", "smart-scopes", why).await);
     }
 
     // 2. Joins that could reveal withheld data.
@@ -363,15 +373,7 @@ pub async fn before(
                 "search parameter(s) {} join across resources and are not allowed (enforcement.allow_joins)",
                 found.join(", ")
             );
-            return Err(refused(
-                enf,
-                &mut record,
-                started,
-                "deny",
-                "no-joins",
-                why.to_string(),
-            )
-            .await);
+            return Err(refused(enf, &mut record, started, "deny", "no-joins", why).await);
         }
     }
 
@@ -395,10 +397,10 @@ pub async fn before(
     } else {
         ActionKind::Write
     };
-    let facts = facts_of(gw, enf, &principal, action).await;
     Ok(Guard {
         principal,
-        facts,
+        action,
+        facts: None,
         started,
         scope,
         judge: judge(route),
@@ -522,7 +524,7 @@ async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec
     if let Ok(g) = enf.groups.lock() {
         if let Some((at, v)) = g.get(user) {
             if at.elapsed() < GROUP_TTL {
-                return v.as_ref().clone();
+                return v.clone();
             }
         }
     }
@@ -563,7 +565,7 @@ async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec
         if g.len() > 10_000 {
             g.clear();
         }
-        g.insert(user.to_owned(), (Instant::now(), Arc::new(found.clone())));
+        g.insert(user.to_owned(), (Instant::now(), found.clone()));
     }
     found
 }
@@ -591,16 +593,13 @@ pub async fn judge_response(
     public: &str,
     doc: &mut Value,
 ) -> Result<bool, GatewayError> {
-    let mut evals: HashMap<Option<String>, Arc<RequestEvaluation>> = HashMap::new();
+    let mut evals: Evals = HashMap::new();
     match guard.judge {
         Judge::Nothing => Ok(false),
         Judge::Single => {
             let verdict = judge_one(gw, enf, guard, &mut evals, doc).await?;
             match verdict {
-                Verdict::Admit => {
-                    guard.record.outcome = "permit".into();
-                    Ok(false)
-                }
+                Verdict::Admit => Ok(false),
                 Verdict::OutOfScope => {
                     guard.record.outcome = "forbidden".into();
                     Err(GatewayError::Forbidden(
@@ -669,11 +668,6 @@ pub async fn judge_response(
                     }
                 }
             }
-            if guard.record.withheld > 0 {
-                guard.record.outcome = "permit-with-filter".into();
-                let w = guard.record.withheld;
-                guard.record.obligations.push(format!("withheld:{w}"));
-            }
             Ok(changed)
         }
     }
@@ -685,7 +679,7 @@ async fn judge_bundle(
     gw: &Gateway,
     enf: &Enforcer,
     guard: &mut Guard,
-    evals: &mut HashMap<Option<String>, Arc<RequestEvaluation>>,
+    evals: &mut Evals,
     public: &str,
     doc: &mut Value,
 ) -> Result<bool, GatewayError> {
@@ -704,19 +698,11 @@ async fn judge_bundle(
     }
     let mut it = keep.into_iter();
     let f = entries::retain(doc, |_| it.next().unwrap_or(false));
-    guard.record.withheld = f.removed as u32;
-    guard.record.outcome = if f.removed > 0 {
-        guard.record.obligations.push("suppress-total".into());
-        "permit-with-filter"
-    } else {
-        "permit"
-    }
-    .into();
-    if f.removed > 0 {
-        guard
-            .record
-            .obligations
-            .push(format!("withheld:{}", f.removed));
+    // Counted across every Bundle of the answer (a batch may hold several searches).
+    guard.record.withheld += f.removed as u32;
+    let suppress = "suppress-total".to_owned();
+    if f.removed > 0 && !guard.record.obligations.contains(&suppress) {
+        guard.record.obligations.push(suppress);
     }
     // Paging links: sealed to this principal, served under the public base.
     let owner = cursor_owner(&guard.principal);
@@ -733,6 +719,9 @@ async fn judge_bundle(
     Ok(f.removed > 0 || sealed > 0)
 }
 
+/// The engine's evaluation of this request per patient (`None`: no patient), made once per answer.
+type Evals = HashMap<Option<String>, RequestEvaluation>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Admit,
@@ -745,15 +734,12 @@ async fn judge_one(
     gw: &Gateway,
     enf: &Enforcer,
     guard: &mut Guard,
-    evals: &mut HashMap<Option<String>, Arc<RequestEvaluation>>,
+    evals: &mut Evals,
     resource: &Value,
 ) -> Result<Verdict, GatewayError> {
-    let launch = guard.principal.launch_patient.clone();
-    let in_launch = |r: &Value| {
-        launch
-            .as_deref()
-            .is_some_and(|p| compartment::patient_ids(r).iter().any(|id| id == p))
-    };
+    let patients = compartment::patient_ids(resource);
+    let launch = guard.principal.launch_patient.as_deref();
+    let in_launch = |_: &Value| launch.is_some_and(|p| patients.iter().any(|id| id == p));
     let rtype = resource
         .get("resourceType")
         .and_then(Value::as_str)
@@ -774,7 +760,6 @@ async fn judge_one(
     let Ok(facts) = ResourceFacts::new(resource) else {
         return Ok(Verdict::Withhold);
     };
-    let patients = compartment::patient_ids(resource);
     // A compartment resource naming no patient is judged with no consents: the default policy and
     // the organisation policies decide.
     let keys: Vec<Option<String>> = if patients.is_empty() {
@@ -787,13 +772,9 @@ async fn judge_one(
     };
     let mut admit = true;
     for key in keys {
-        let eval = match evals.get(&key) {
-            Some(e) => e.clone(),
-            None => {
-                let e = Arc::new(evaluate(gw, enf, guard, key.as_deref()).await?);
-                evals.insert(key.clone(), e.clone());
-                e
-            }
+        let eval = match evals.entry(key.clone()) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert(evaluate(gw, enf, guard, key.as_deref()).await?),
         };
         if let Some(p) = &key {
             if !guard.record.patients.contains(p) {
@@ -843,15 +824,29 @@ async fn evaluate(
             loaded.models.clone()
         }
     };
-    Ok(enf.engine.evaluate(&guard.facts, &models))
+    let facts = match guard.facts.take() {
+        Some(f) => f,
+        None => facts_of(gw, enf, &guard.principal, guard.action).await,
+    };
+    let eval = enf.engine.evaluate(&facts, &models);
+    guard.facts = Some(facts);
+    Ok(eval)
 }
 
 /// Records the decision of a request that reached the upstream; break-glass records are written
 /// before the response is released.
 pub async fn finish(enf: &Enforcer, guard: &mut Guard, status: u16) -> String {
     if guard.record.outcome.is_empty() {
-        // Nothing was withheld or refused: the policy permitted (the upstream may still have failed).
-        guard.record.outcome = "permit".into();
+        // Not refused: permitted, with a filter if anything was withheld (the upstream may still
+        // have failed).
+        let w = guard.record.withheld;
+        guard.record.outcome = if w > 0 {
+            guard.record.obligations.push(format!("withheld:{w}"));
+            "permit-with-filter"
+        } else {
+            "permit"
+        }
+        .into();
     }
     guard.record.status = status;
     finish_record(&mut guard.record, guard.started);

@@ -274,16 +274,14 @@ async fn fhir(
             .await?,
         ),
     };
-    if route.resource_type == Some("AuditEvent") {
-        return audit_events(
-            gw,
-            &route,
-            &public,
-            query.as_deref(),
-            ctx.format,
-            guard.as_mut(),
-        )
-        .await;
+    if let (Some("AuditEvent"), Some(g)) = (route.resource_type, guard.as_mut()) {
+        let result = audit_events(gw, &route, &public, query.as_deref(), ctx.format).await;
+        g.reviewed(matches!(
+            route.interaction,
+            Interaction::Read | Interaction::SearchType
+        ));
+        enforce::finish(&gw.enforcer, g, status_of(&result)).await;
+        return result;
     }
 
     // Request filter: media type, size, time and well-formedness of the body.
@@ -291,13 +289,16 @@ async fn fhir(
 
     let kind = body_kind(&parts.headers);
 
-    // A batch or transaction is authorised entry by entry before any of it reaches the upstream.
-    if let (Some(g), Interaction::BatchOrTransaction, BodyKind::Fhir(f)) =
-        (guard.as_mut(), route.interaction, kind)
-    {
-        if let Ok(bundle) = crate::fhir::parse::parse(f, &body) {
-            enforce::authorize_bundle(gw, g, &bundle).await?;
+    // A batch or transaction: parsed once (its body is already checked well-formed), authorised
+    // entry by entry before any of it reaches the upstream, and kept for anchoring its versions.
+    let request_bundle = match (route.interaction, kind) {
+        (Interaction::BatchOrTransaction, BodyKind::Fhir(f)) => {
+            crate::fhir::parse::parse_wellformed(f, &body).ok()
         }
+        _ => None,
+    };
+    if let (Some(g), Some(bundle)) = (guard.as_mut(), &request_bundle) {
+        enforce::authorize_bundle(gw, g, bundle).await?;
     }
 
     // `$verify` and `$receipt` are the ledger's.
@@ -347,7 +348,7 @@ async fn fhir(
                     ledger.problem().unwrap_or_default(),
                 ));
             }
-            Some(write_context(gw, &parts, &route, query.as_deref(), kind, &body).await?)
+            Some(write_context(gw, &parts, &route, query.as_deref(), request_bundle).await?)
         }
         _ => None,
     };
@@ -398,13 +399,17 @@ async fn fhir(
         gw.enforcer.groups_changed();
     }
     if let Some(g) = guard.as_mut() {
-        let status = match &result {
-            Ok(r) => r.status().as_u16(),
-            Err(e) => e.classify().0.as_u16(),
-        };
-        enforce::finish(&gw.enforcer, g, status).await;
+        enforce::finish(&gw.enforcer, g, status_of(&result)).await;
     }
     result
+}
+
+/// The status a result answers with.
+fn status_of(result: &Result<Response<Body>, GatewayError>) -> u16 {
+    match result {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.classify().0.as_u16(),
+    }
 }
 
 /// `[base]/AuditEvent` reads and searches, answered from the decision records for reviewers.
@@ -414,13 +419,7 @@ async fn audit_events(
     public: &str,
     query: Option<&str>,
     format: Format,
-    guard: Option<&mut enforce::Guard>,
 ) -> Result<Response<Body>, GatewayError> {
-    let Some(guard) = guard else {
-        return Err(GatewayError::Forbidden(
-            "AuditEvent needs a reviewer's token".into(),
-        ));
-    };
     match route.interaction {
         Interaction::Read => {
             audit_api::audit_events(gw, public, route.id.as_deref(), query, format).await
@@ -430,7 +429,6 @@ async fn audit_events(
             "AuditEvents are produced by the gateway and cannot be written".into(),
         )),
     }
-    .inspect(|_| guard.reviewed())
 }
 
 /// What anchoring a write will need: the request Bundle of a batch or transaction, and the ids a
@@ -440,16 +438,9 @@ async fn write_context<'a>(
     parts: &Parts,
     route: &'a Route,
     query: Option<&str>,
-    kind: BodyKind,
-    body: &Bytes,
+    request_bundle: Option<serde_json::Value>,
 ) -> Result<anchor::Write<'a>, GatewayError> {
     let auth = parts.headers.get(http::header::AUTHORIZATION).cloned();
-    let request_bundle = match (route.interaction, kind) {
-        (Interaction::BatchOrTransaction, BodyKind::Fhir(f)) => {
-            crate::fhir::parse::parse_wellformed(f, body).ok()
-        }
-        _ => None,
-    };
     let mut deleted_ids = Vec::new();
     if route.interaction == Interaction::ConditionalDelete {
         let rt = route.resource_type.unwrap_or_default();
