@@ -10,34 +10,10 @@
 
 use std::collections::BTreeSet;
 
-use anchorgate_e2e::{client, client_as, mint, Gateway, GatewayOptions, Upstream};
+use anchorgate_e2e::{
+    client, client_as, consent_scenarios, mint, put_resources, Gateway, GatewayOptions, Upstream,
+};
 use serde_json::{json, Value};
-
-fn load(name: &str) -> Value {
-    let p = anchorgate_e2e::repo_root()
-        .join("conformance/consent-scenarios")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
-}
-
-/// Loads the fixtures straight into the upstream with their ids (PUT), as the file asks.
-fn load_fixtures(upstream: &str, fixtures: &[Value]) {
-    let c = reqwest::blocking::Client::new();
-    for f in fixtures {
-        let url = format!(
-            "{upstream}/{}/{}",
-            f["resourceType"].as_str().unwrap(),
-            f["id"].as_str().unwrap()
-        );
-        let r = c
-            .put(&url)
-            .header("content-type", "application/fhir+json")
-            .body(f.to_string())
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "fixture {url}: {}", r.status());
-    }
-}
 
 /// A token for a scenario principal acting under `purpose` (none: a token without purposes).
 fn token(principal: &Value, purpose: Option<&str>) -> String {
@@ -203,10 +179,10 @@ fn run(upstream: &str, principals: &Value, s: &Value) -> Vec<String> {
 
 #[test]
 fn every_consent_scenario_holds_end_to_end() {
-    let shared = load("scenarios.json");
-    let extra = load("extra.json");
+    let shared = consent_scenarios("scenarios.json");
+    let extra = consent_scenarios("extra.json");
     let upstream = Upstream::shared();
-    load_fixtures(&upstream.base, shared["fixtures"].as_array().unwrap());
+    put_resources(&upstream.base, shared["fixtures"].as_array().unwrap());
     let principals = &shared["principals"];
     let scenarios: Vec<&Value> = shared["scenarios"]
         .as_array()

@@ -186,12 +186,7 @@ fn upstream_down_is_502_and_not_ready() {
             .status(),
         200
     );
-    let metrics = client()
-        .get(format!("{}/metrics", gw.root()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics_text();
     assert!(
         metrics.contains("anchorgate_upstream_errors_total{kind=\"unreachable\"} 1"),
         "{metrics}"

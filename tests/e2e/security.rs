@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use anchorgate_e2e::{
-    anonymous_client, client, client_as, mint, Gateway, GatewayOptions, Upstream, AUDIENCE,
+    anonymous_client, client, client_as, consent_scenarios, mint, put_resources, Gateway,
+    GatewayOptions, Upstream,
 };
 use base64::Engine;
 use serde_json::{json, Value};
@@ -15,24 +16,8 @@ fn fixtures() -> &'static str {
     static DONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DONE.get_or_init(|| {
         let up = Upstream::shared();
-        let path = anchorgate_e2e::repo_root().join("conformance/consent-scenarios/scenarios.json");
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let c = reqwest::blocking::Client::new();
-        for f in v["fixtures"].as_array().unwrap() {
-            let url = format!(
-                "{}/{}/{}",
-                up.base,
-                f["resourceType"].as_str().unwrap(),
-                f["id"].as_str().unwrap()
-            );
-            let r = c
-                .put(url)
-                .header("content-type", "application/fhir+json")
-                .body(f.to_string())
-                .send()
-                .unwrap();
-            assert!(r.status().is_success());
-        }
+        let scenarios = consent_scenarios("scenarios.json");
+        put_resources(&up.base, scenarios["fixtures"].as_array().unwrap());
         up.base.clone()
     })
 }
@@ -231,7 +216,6 @@ fn scopes_and_purposes_cannot_be_widened() {
         403,
         "reviewer",
     );
-    let _ = AUDIENCE;
 }
 
 #[test]
@@ -337,12 +321,7 @@ fn a_consent_tampered_in_the_store_is_ignored_and_raises_an_alert() {
         json!(["c-tamper"]),
         "{rec}"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", gw.root()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics_text();
     assert!(
         metrics.contains("anchorgate_consent_integrity_alerts_total 1"),
         "{metrics}"
@@ -510,6 +489,21 @@ fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() 
     let events = get(format!("{}/AuditEvent?patient=pat-p&outcome=8", gw.base));
     assert_eq!(events["resourceType"], "Bundle");
     assert!(events.to_string().contains("AuthZ-Consent"), "{events}");
+    // The reviewer's own access is a decision too.
+    let r = client()
+        .get(format!("{}/AuditEvent?patient=pat-p", gw.base))
+        .send()
+        .unwrap();
+    let review_id = r.headers()["x-anchorgate-decision"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let review = get(format!("{}/audit/decisions/{review_id}", gw.root()));
+    assert_eq!(review["decision"]["outcome"], "permit", "{review}");
+    assert_eq!(
+        review["decision"]["reasons"][0]["policy"], "compliance-reviewer",
+        "{review}"
+    );
     // A bad filter is a clear 400, never a silently wider query.
     let r = client()
         .get(format!("{}/audit/decisions?patinet=x", gw.root()))

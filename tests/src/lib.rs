@@ -284,6 +284,16 @@ impl Gateway {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The `/metrics` exposition text.
+    pub fn metrics_text(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.root()))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -462,6 +472,31 @@ pub fn client_as(token: &str) -> reqwest::blocking::Client {
         .default_headers(headers)
         .build()
         .unwrap()
+}
+
+/// PUTs each resource into the FHIR server at `base` under its own id (fixtures with fixed ids).
+pub fn put_resources(base: &str, resources: &[serde_json::Value]) {
+    let c = anonymous_client();
+    for r in resources {
+        let url = format!(
+            "{base}/{}/{}",
+            r["resourceType"].as_str().unwrap(),
+            r["id"].as_str().unwrap()
+        );
+        let resp = c
+            .put(&url)
+            .header("content-type", "application/fhir+json")
+            .body(r.to_string())
+            .send()
+            .unwrap();
+        assert!(resp.status().is_success(), "PUT {url}: {}", resp.status());
+    }
+}
+
+/// The consent scenarios file (`conformance/consent-scenarios/<name>`).
+pub fn consent_scenarios(name: &str) -> serde_json::Value {
+    let p = repo_root().join("conformance/consent-scenarios").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
 /// A blocking HTTP client without credentials.
