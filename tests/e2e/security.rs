@@ -400,6 +400,62 @@ fn every_entry_of_a_transaction_or_batch_is_authorised() {
 }
 
 #[test]
+fn ledger_operations_are_authorised_as_the_read_is() {
+    fixtures();
+    let gw = Gateway::shared();
+    // An Observation of pat-p written (and so anchored) through the gateway.
+    let obs = json!({"resourceType": "Observation", "id": "obs-anchored-p", "status": "final",
+        "code": {"text": "Anchored heart rate"}, "subject": {"reference": "Patient/pat-p"}});
+    let r = client()
+        .put(format!("{}/Observation/obs-anchored-p", gw.base))
+        .header("content-type", "application/fhir+json")
+        .body(obs.to_string())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let version = r.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .to_owned();
+    let verify = "Observation/obs-anchored-p/$verify".to_owned();
+    let receipt = format!("Observation/obs-anchored-p/_history/{version}/$receipt");
+    // A partner abroad may not read pat-p's Observations, so neither may it verify nor get receipts.
+    let fr = mint(json!({
+        "sub": "partner-fr-system", "client_id": "partner-fr", "scope": "system/*.rs",
+        "extensions": {"hl7-b2b": {"organization_id": "Organization/org-fr", "purpose_of_use": ["TREAT"]}},
+    }));
+    for path in [&verify, &receipt] {
+        let r = client_as(&fr)
+            .get(format!("{}/{path}", gw.base))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert!(r.headers().get("x-anchorgate-decision").is_some());
+        let text = r.text().unwrap();
+        assert!(
+            !text.contains("Anchored heart rate") && !text.contains("leafIndex"),
+            "{text}"
+        );
+    }
+    // A token without read scope on Observation is refused before anything is read.
+    let narrow = dr(
+        "prac-a",
+        "org-h1",
+        &["TREAT"],
+        json!({"scope": "user/Patient.rs"}),
+    );
+    assert_refused(get(gw, &verify, Some(&narrow)), 403, "scope");
+    // Someone who may read it gets the verdict and the receipt.
+    let (s, body, _) = get(gw, &verify, Some(anchorgate_e2e::superuser_token()));
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["parameter"][0]["valueCode"], "intact", "{body}");
+    let (s, body, _) = get(gw, &receipt, Some(anchorgate_e2e::superuser_token()));
+    assert_eq!(s, 200, "{body}");
+}
+
+#[test]
 fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() {
     let upstream = fixtures();
     let gw = Gateway::start_with(
@@ -510,4 +566,129 @@ fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() 
         .send()
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn consents_already_in_the_upstream_are_imported_and_decisions_exported() {
+    let upstream = fixtures();
+    // A patient, an Observation and a Consent written straight into the upstream, before any gateway.
+    let consent = json!({
+        "resourceType": "Consent", "id": "c-import", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/pat-imp"}, "dateTime": "2024-01-01",
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}
+    });
+    put_resources(
+        upstream,
+        &[
+            json!({"resourceType": "Patient", "id": "pat-imp", "name": [{"family": "Imported"}]}),
+            json!({"resourceType": "Observation", "id": "obs-imp", "status": "final",
+                "code": {"text": "Imported glucose"}, "subject": {"reference": "Patient/pat-imp"}}),
+            consent,
+        ],
+    );
+    let opts = || GatewayOptions {
+        config_toml: Some("[policy]\ndefault_policy = \"deny\"\n".into()),
+        ..Default::default()
+    };
+    let a = dr("prac-a", "org-h1", &["TREAT"], json!({}));
+    let mut gw = Gateway::start_with(upstream, opts());
+    // Not anchored, so not enforced: the default (deny) applies.
+    let before = get(&gw, "Observation/obs-imp", Some(&a));
+    assert_eq!(before.0, 404, "{}", before.1);
+    // The import needs the ledger to itself.
+    let (code, _, err) = gw.command(&["consent", "import"]);
+    assert_eq!(code, Some(2), "{err}");
+    let reuse = gw.reuse();
+    gw.terminate(std::time::Duration::from_secs(10));
+    let (code, out, err) = gw.command(&["consent", "import"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(report["indexed"].as_u64().unwrap() >= 1, "{report}");
+    // Anchors of c-import in the ledger's store (read while the gateway is stopped).
+    let data_dir = reuse.as_ref().unwrap().0.clone();
+    let anchors = || -> Vec<i64> {
+        let conn = rusqlite::Connection::open(data_dir.join("ledger/ledger.sqlite")).unwrap();
+        let mut q = conn
+            .prepare("SELECT leaf FROM anchors WHERE rtype = 'Consent' AND rid = 'c-import'")
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let first = anchors();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let gw = Gateway::start_with(
+        upstream,
+        GatewayOptions {
+            reuse: reuse.clone(),
+            ..opts()
+        },
+    );
+    let after = client_as(&a)
+        .get(format!("{}/Observation/obs-imp", gw.base))
+        .send()
+        .unwrap();
+    assert_eq!(after.status(), 200);
+    let decision = after.headers()["x-anchorgate-decision"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(after.text().unwrap().contains("Imported glucose"));
+    // Importing again anchors nothing new: a version already anchored keeps its leaf.
+    let mut gw = gw;
+    gw.terminate(std::time::Duration::from_secs(10));
+    let (code, out, err) = gw.command(&["consent", "import"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(anchors(), first, "a second import anchored c-import again");
+    let mut gw = Gateway::start_with(upstream, GatewayOptions { reuse, ..opts() });
+
+    // The compliance export: both decisions on pat-imp, as NDJSON and as CSV, while the gateway runs.
+    let (code, out, err) = gw.command(&[
+        "audit",
+        "export",
+        "--format",
+        "ndjson",
+        "--filter",
+        "patient=pat-imp",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["deny", "permit"], "{out}");
+    assert_eq!(records[1]["id"], decision.as_str());
+    assert_eq!(records[1]["reasons"][0]["consent"], "c-import", "{out}");
+    assert!(records.iter().all(|r| r["leaf"].is_u64()), "{out}");
+    assert!(
+        !out.contains("Imported glucose"),
+        "no clinical content in records"
+    );
+    let (code, csv, err) = gw.command(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--filter",
+        "patient=pat-imp",
+        "--filter",
+        "outcome=permit",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one record: {csv}");
+    assert!(lines[0].starts_with("id,"), "{csv}");
+    assert!(lines[1].contains(&decision), "{csv}");
+    // A misspelt filter is a usage error, never a silently wider export.
+    let (code, _, err) = gw.command(&["audit", "export", "--filter", "patinet=pat-imp"]);
+    assert_eq!(code, Some(2), "{err}");
+    gw.terminate(std::time::Duration::from_secs(10));
 }

@@ -167,6 +167,8 @@ pub struct Gateway {
     pub data_dir: PathBuf,
     /// Its ledger signing key file.
     pub key_file: PathBuf,
+    /// Its config file and upstream, for running subcommands on the same setup ([`Gateway::command`]).
+    config: (PathBuf, String),
     /// The ledger's verifier key (signed-note form), from `anchorgate keygen`.
     pub verifier: String,
 }
@@ -232,7 +234,7 @@ impl Gateway {
             .stderr(std::fs::File::create(&log).unwrap());
         let path = dir.join("anchorgate.toml");
         std::fs::write(&path, auth_config(opts.config_toml.as_deref())).unwrap();
-        cmd.arg("--config").arg(path);
+        cmd.arg("--config").arg(&path);
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -245,6 +247,7 @@ impl Gateway {
             log,
             data_dir,
             key_file: key,
+            config: (path, upstream.to_owned()),
             verifier,
         };
         let scheme = if opts.https { "https" } else { "http" };
@@ -297,6 +300,28 @@ impl Gateway {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `anchorgate <args>` on this gateway's config, upstream, data directory and key (stopped or not):
+    /// its exit code and its stdout and stderr together.
+    pub fn command(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(gateway_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config.0)
+            .arg("--upstream")
+            .arg(&self.config.1)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--ledger-key-file")
+            .arg(&self.key_file)
+            .output()
+            .expect("run anchorgate");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Options that restart a gateway on this one's ledger (same data directory and key).

@@ -673,6 +673,19 @@ pub async fn judge_response(
     }
 }
 
+/// Judges one resource exactly as a read of it would be (for the ledger's `$verify` and `$receipt`):
+/// `Err` with the read's 404/403 when the principal may not see it.
+pub async fn judge_read(
+    gw: &Gateway,
+    guard: &mut Guard,
+    doc: &mut Value,
+) -> Result<(), GatewayError> {
+    guard.judge = Judge::Single;
+    judge_response(gw, &gw.enforcer, guard, "", doc)
+        .await
+        .map(drop)
+}
+
 /// A Bundle answer (search, history, `$everything`): every entry judged, the withheld removed,
 /// `total` suppressed if anything was, paging links sealed to the principal. Answers whether it changed.
 async fn judge_bundle(

@@ -303,7 +303,11 @@ async fn fhir(
 
     // `$verify` and `$receipt` are the ledger's.
     if route.interaction == Interaction::Operation && verify_op::is_ledger_op(&route) {
-        return verify_op::handle(gw, &parts, &route, ctx.format).await;
+        let result = verify_op::handle(gw, &parts, &route, ctx.format, guard.as_mut()).await;
+        if let Some(g) = guard.as_mut() {
+            enforce::finish(&gw.enforcer, g, status_of(&result)).await;
+        }
+        return result;
     }
 
     // `$validate` is the gateway's own: the answer is exactly the verdict a write would get.

@@ -17,7 +17,7 @@ use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::anchor::{anchored_bytes, version_from_etag};
-use super::readback;
+use super::{enforce, readback};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::fhir::parse::json_to_xml;
@@ -65,6 +65,7 @@ pub async fn handle(
     parts: &Parts,
     route: &Route,
     format: Format,
+    guard: Option<&mut enforce::Guard>,
 ) -> Result<Response<Body>, GatewayError> {
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return Err(RouteError::MethodNotAllowed {
@@ -85,7 +86,7 @@ pub async fn handle(
         Some(v) => format!("{rtype}/{id}/_history/{v}"),
         None => format!("{rtype}/{id}"),
     };
-    let current = readback::get(
+    let mut current = readback::get(
         gw,
         parts.headers.get(AUTHORIZATION),
         &rest,
@@ -101,6 +102,11 @@ pub async fn handle(
             "the upstream refused the read ({})",
             current.status
         )));
+    }
+    // The consent decides as it would for the read itself: a resource the principal may not see is
+    // answered 404 (or 403), and neither its verdict nor its receipt leaks that it exists.
+    if let (Some(g), Some(doc)) = (guard, current.value.as_mut()) {
+        enforce::judge_read(gw, g, doc).await?;
     }
     let params = if route.operation.as_deref() == Some("receipt") {
         receipt(&ledger, rtype, &id, route.version.as_deref()).await?
