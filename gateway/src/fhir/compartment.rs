@@ -25,6 +25,15 @@ fn paths(resource_type: &str) -> Option<&'static [&'static [&'static str]]> {
         .map(|i| table::PATIENT_COMPARTMENT[i].1)
 }
 
+/// Whether [`patient_ids`] can read the top-level element `name` of a `resource_type` resource.
+pub fn reads_element(resource_type: &str, name: &str) -> bool {
+    (resource_type == "Patient" && name == "id")
+        || paths(resource_type)
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.first() == Some(&name))
+}
+
 /// The ids of the patients whose compartment `resource` is in, without duplicates, in document order.
 /// A Patient is in its own compartment (and in those of the patients it links to). Empty for a type
 /// outside the compartment (Practitioner, Medication, ...) or a resource that names no patient.

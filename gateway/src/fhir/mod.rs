@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod compartment;
 pub mod format;
 pub mod joins;
+pub mod lazy;
 pub mod narrative;
 pub mod outcome;
 pub mod parameters;

@@ -404,6 +404,19 @@ impl RequestEvaluation {
         &self.decision
     }
 
+    /// Whether judging a resource may follow every reference in it (a `data` provision meaning
+    /// related or dependents), rather than only the elements [`super::facts::reads_element`] names.
+    pub fn reads_all_references(&self) -> bool {
+        self.constant.is_none()
+            && self.consents.iter().any(|c| {
+                c.model.provisions.iter().any(|p| {
+                    p.data.iter().any(|d| {
+                        matches!(d.meaning, DataMeaning::Related | DataMeaning::Dependents)
+                    })
+                })
+            })
+    }
+
     /// Judges one resource of the request's response (or of a write's body).
     pub fn admit(&self, res: &ResourceFacts<'_>) -> Admission {
         if let Some(a) = &self.constant {

@@ -93,6 +93,25 @@ const AUTHOR_ELEMENTS: &[&str] = &[
     "informationSource",
 ];
 
+/// Whether a decision on a `resource_type` resource can read its top-level element `name`: its type,
+/// id and labels, what it is, who authored it and when it happened. References anywhere in it are
+/// read only for `data` provisions ([`super::RequestEvaluation::reads_all_references`]).
+pub fn reads_element(resource_type: &str, name: &str) -> bool {
+    matches!(name, "resourceType" | "id" | "meta")
+        || CODE_ELEMENTS.contains(&name)
+        || AUTHOR_ELEMENTS.contains(&name)
+        || date_elements(resource_type).iter().any(|e| {
+            let head = e.split('.').next().unwrap_or_default();
+            match head.strip_suffix("[x]") {
+                // A choice element: `effective[x]` is `effectiveDateTime`, `effectivePeriod`, ...
+                Some(stem) => name
+                    .strip_prefix(stem)
+                    .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_uppercase())),
+                None => head == name,
+            }
+        })
+}
+
 /// The clinically relevant date of a resource for `dataPeriod`, by type: the first element present
 /// that holds a date, dateTime, instant or Period. `x` suffixes are choice elements (`effective[x]`:
 /// `effectiveDateTime`, `effectivePeriod`, `effectiveInstant`); dotted names are nested. Types not
