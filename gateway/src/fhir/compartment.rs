@@ -25,13 +25,11 @@ fn paths(resource_type: &str) -> Option<&'static [&'static [&'static str]]> {
         .map(|i| table::PATIENT_COMPARTMENT[i].1)
 }
 
-/// Whether [`patient_ids`] can read the top-level element `name` of a `resource_type` resource.
-pub fn reads_element(resource_type: &str, name: &str) -> bool {
-    (resource_type == "Patient" && name == "id")
-        || paths(resource_type)
-            .unwrap_or_default()
-            .iter()
-            .any(|p| p.first() == Some(&name))
+/// Whether [`patient_ids`] can read a top-level element (by name) of a `resource_type` resource.
+pub fn element_reader(resource_type: &str) -> impl Fn(&str) -> bool {
+    let patient = resource_type == "Patient";
+    let paths = paths(resource_type).unwrap_or_default();
+    move |name| (patient && name == "id") || paths.iter().any(|p| p.first() == Some(&name))
 }
 
 /// The ids of the patients whose compartment `resource` is in, without duplicates, in document order.

@@ -3,7 +3,7 @@
 //! Filtering a search answer used to parse the whole Bundle into a tree and print it back: for a
 //! 50-entry page that was over half of the gateway's CPU, nearly all of it building maps nobody
 //! read. Here the Bundle and each entry are split into members without allocating for their values
-//! (serde_json still checks every byte is well-formed JSON, within its nesting limit), only the
+//! (serde_json still checks every byte is well-formed JSON; each byte is scanned once), only the
 //! members a decision reads are parsed, and the answer is written back from the original text.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -77,6 +77,218 @@ impl<'a> RawObject<'a> {
     }
 }
 
+/// A Bundle split in one pass over its text: members raw, except `entry`, split entry by entry, and
+/// each entry's `resource`, split into members. Every byte is scanned once.
+#[derive(Debug)]
+pub struct SplitBundle<'a> {
+    members: Vec<(&'a str, BundleMember<'a>)>,
+}
+
+#[derive(Debug)]
+enum BundleMember<'a> {
+    Raw(&'a RawValue),
+    Entries(Vec<SplitEntry<'a>>),
+}
+
+/// One `Bundle.entry`, split.
+#[derive(Debug)]
+pub struct SplitEntry<'a> {
+    members: Vec<(&'a str, EntryMember<'a>)>,
+}
+
+#[derive(Debug)]
+enum EntryMember<'a> {
+    Raw(&'a RawValue),
+    Resource(RawObject<'a>),
+}
+
+/// Reads an object's members, the value of each as `value` makes it from the member's name.
+fn members<'de, A: MapAccess<'de>, M>(
+    mut map: A,
+    mut value: impl FnMut(&str, &mut A) -> Result<M, A::Error>,
+) -> Result<Vec<(&'de str, M)>, A::Error> {
+    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+    while let Some(k) = map.next_key::<&'de str>()? {
+        let v = value(k, &mut map)?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+impl<'de> Deserialize<'de> for SplitEntry<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SplitEntry<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Bundle entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let members = members(map, |k, map| match k {
+                    "resource" => map.next_value().map(EntryMember::Resource),
+                    _ => map.next_value().map(EntryMember::Raw),
+                })?;
+                Ok(SplitEntry { members })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for SplitBundle<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SplitBundle<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Bundle")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let members = members(map, |k, map| match k {
+                    "entry" => map.next_value().map(BundleMember::Entries),
+                    _ => map.next_value().map(BundleMember::Raw),
+                })?;
+                Ok(SplitBundle { members })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Whether member `i` of `members` is the last of its name: only that one counts (as in a full
+/// parse), and only that one is ever written, so an earlier copy cannot slip out unjudged.
+fn is_last<T>(members: &[(&str, T)], i: usize) -> bool {
+    let name = members[i].0;
+    !members[i + 1..].iter().any(|(k, _)| *k == name)
+}
+
+fn write_members<T>(
+    out: &mut Vec<u8>,
+    members: &[(&str, T)],
+    mut value: impl FnMut(&mut Vec<u8>, &str, &T) -> bool,
+) {
+    out.push(b'{');
+    let mut first = true;
+    for (i, (name, v)) in members.iter().enumerate() {
+        if !is_last(members, i) {
+            continue;
+        }
+        let mark = out.len();
+        if !first {
+            out.push(b',');
+        }
+        write_name(out, name);
+        if value(out, name, v) {
+            first = false;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.push(b'}');
+}
+
+impl<'a> SplitBundle<'a> {
+    /// Splits `text`, or `None` when it is not a Bundle this can split (callers parse it whole).
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let b: Self = serde_json::from_str(text).ok()?;
+        let rtype = b.members.iter().rev().find_map(|(k, v)| match v {
+            BundleMember::Raw(r) if *k == "resourceType" => {
+                serde_json::from_str::<&str>(r.get()).ok()
+            }
+            _ => None,
+        });
+        (rtype == Some("Bundle")).then_some(b)
+    }
+
+    /// The entries (of the last `entry` member).
+    pub fn entries(&self) -> &[SplitEntry<'a>] {
+        self.members
+            .iter()
+            .rev()
+            .find_map(|(_, v)| match v {
+                BundleMember::Entries(e) => Some(e.as_slice()),
+                BundleMember::Raw(_) => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// `Bundle.link`, raw.
+    pub fn link(&self) -> Option<&'a RawValue> {
+        self.members.iter().rev().find_map(|(k, v)| match v {
+            BundleMember::Raw(r) if *k == "link" => Some(*r),
+            _ => None,
+        })
+    }
+
+    /// The Bundle written back from its own text: the entries `keep` admits (by position), `total`
+    /// gone when any was withheld (and `entry` too when none is left), `link` replaced by `links`
+    /// when given.
+    pub fn write_filtered(&self, keep: &[bool], links: Option<&[u8]>) -> Vec<u8> {
+        let removed = keep.iter().any(|k| !*k);
+        let mut out = Vec::new();
+        write_members(&mut out, &self.members, |out, name, v| match (name, v) {
+            ("total", _) if removed => false,
+            (_, BundleMember::Entries(entries)) => {
+                let kept = entries.iter().zip(keep).filter(|(_, k)| **k);
+                let mut any = false;
+                out.push(b'[');
+                for (e, _) in kept {
+                    if any {
+                        out.push(b',');
+                    }
+                    any = true;
+                    e.write(out);
+                }
+                out.push(b']');
+                any || !removed
+            }
+            ("link", BundleMember::Raw(_)) if links.is_some() => {
+                out.extend_from_slice(links.unwrap_or_default());
+                true
+            }
+            (_, BundleMember::Raw(r)) => {
+                out.extend_from_slice(r.get().as_bytes());
+                true
+            }
+        });
+        out
+    }
+}
+
+impl<'a> SplitEntry<'a> {
+    /// The entry's resource, split into members.
+    pub fn resource(&self) -> Option<&RawObject<'a>> {
+        self.members.iter().rev().find_map(|(_, v)| match v {
+            EntryMember::Resource(r) => Some(r),
+            EntryMember::Raw(_) => None,
+        })
+    }
+
+    /// Whether it is a `search.mode = outcome` entry (the server's OperationOutcome about the search).
+    pub fn is_outcome(&self) -> bool {
+        let search = self.members.iter().rev().find(|(k, _)| *k == "search");
+        match search {
+            Some((_, EntryMember::Raw(r))) => RawObject::parse(r.get())
+                .ok()
+                .is_some_and(|s| s.str("mode") == Some("outcome")),
+            _ => false,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        write_members(out, &self.members, |out, _, v| {
+            match v {
+                EntryMember::Raw(r) => out.extend_from_slice(r.get().as_bytes()),
+                EntryMember::Resource(r) => write_members(out, &r.members, |out, _, v| {
+                    out.extend_from_slice(v.get().as_bytes());
+                    true
+                }),
+            }
+            true
+        });
+    }
+}
+
 /// Writes `"name":` (escaped as JSON requires) to `out`.
 pub fn write_name(out: &mut Vec<u8>, name: &str) {
     // A &str always serialises.
@@ -128,6 +340,95 @@ mod tests {
         let o = RawObject::parse(r#"{"id":"a","id":"b"}"#).unwrap();
         assert_eq!(o.str("id"), Some("b"));
         assert_eq!(o.full().unwrap(), json!({"id": "b"}));
+    }
+
+    /// The split path's answer, parsed, for the entries `keep` admits.
+    fn written(text: &str, keep: &[bool], links: Option<&Value>) -> Value {
+        let split = SplitBundle::parse(text).unwrap();
+        let links = links.map(|l| serde_json::to_vec(l).unwrap());
+        serde_json::from_slice(&split.write_filtered(keep, links.as_deref())).unwrap()
+    }
+
+    /// The tree path's answer for the same decisions.
+    fn retained(text: &str, keep: &[bool]) -> Value {
+        let mut doc: Value = serde_json::from_str(text).unwrap();
+        let mut it = keep.iter();
+        crate::filter::entries::retain(&mut doc, |_| *it.next().unwrap());
+        doc
+    }
+
+    const PAGE: &str = r#"{"resourceType":"Bundle","type":"searchset","total":3,
+        "link":[{"relation":"self","url":"http://up/fhir/Observation"},
+                {"relation":"next","url":"http://up/fhir/Observation?page=2"}],
+        "entry":[
+          {"fullUrl":"http://up/fhir/Observation/a","resource":{"resourceType":"Observation","id":"a","text":{"div":"<div>A</div>"}},"search":{"mode":"match"}},
+          {"fullUrl":"http://up/fhir/Observation/b","resource":{"resourceType":"Observation","id":"b"},"search":{"mode":"match"}},
+          {"resource":{"resourceType":"OperationOutcome","id":"o"},"search":{"mode":"outcome"}}]}"#;
+
+    #[test]
+    fn a_split_bundle_writes_what_the_tree_path_does() {
+        let split = SplitBundle::parse(PAGE).unwrap();
+        assert_eq!(split.entries().len(), 3);
+        assert!(split.entries()[2].is_outcome() && !split.entries()[0].is_outcome());
+        assert_eq!(split.entries()[1].resource().unwrap().str("id"), Some("b"));
+        for keep in [
+            [true, true, true],
+            [true, false, true],
+            [false, false, true],
+        ] {
+            assert_eq!(
+                written(PAGE, &keep, None),
+                retained(PAGE, &keep),
+                "{keep:?}"
+            );
+        }
+        // Everything withheld: `entry` and `total` go, as in the tree.
+        let one = r#"{"resourceType":"Bundle","total":1,"entry":[{"resource":{"resourceType":"Observation","id":"a"}}]}"#;
+        assert_eq!(written(one, &[false], None), retained(one, &[false]));
+        assert_eq!(
+            written(one, &[false], None),
+            json!({"resourceType": "Bundle"})
+        );
+        assert_eq!(written(one, &[true], None), retained(one, &[true]));
+        // Sealed links replace the upstream's.
+        let sealed = json!([{"relation": "next", "url": "http://gw/fhir?_cursor=x"}]);
+        assert_eq!(
+            written(PAGE, &[true, true, true], Some(&sealed))["link"],
+            sealed
+        );
+    }
+
+    #[test]
+    fn a_repeated_member_is_written_once_as_its_last_copy() {
+        // A hostile upstream repeats `entry`, `resource` or `id`: an earlier copy must not slip out
+        // unjudged, at any level the gateway writes.
+        let text = r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","id":"secret1"}}],
+            "entry":[{"resource":{"resourceType":"Observation","id":"secret2"},"resource":{"resourceType":"Observation","id":"a"}},
+                     {"resource":{"resourceType":"Observation","id":"secret3","id":"b"}}]}"#;
+        let split = SplitBundle::parse(text).unwrap();
+        assert_eq!(
+            split.entries().len(),
+            2,
+            "the last `entry` is the one judged"
+        );
+        assert_eq!(split.entries()[0].resource().unwrap().str("id"), Some("a"));
+        assert_eq!(split.entries()[1].resource().unwrap().str("id"), Some("b"));
+        let s = String::from_utf8(split.write_filtered(&[true, true], None)).unwrap();
+        assert!(!s.contains("secret"), "{s}");
+        assert_eq!(s.matches("\"entry\"").count(), 1, "{s}");
+    }
+
+    #[test]
+    fn answers_that_cannot_be_split_are_left_to_a_full_parse() {
+        for text in [
+            r#"{"resourceType":"Observation","id":"a"}"#,
+            r#"{"resourceType":"Bundle","entry":{"not":"an array"}}"#,
+            r#"{"resourceType":"Bundle","entry":[{"resource":[1]}]}"#,
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient"}}"#,
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"\u0069d":"x"}}]}"#,
+        ] {
+            assert!(SplitBundle::parse(text).is_none(), "{text}");
+        }
     }
 
     #[test]

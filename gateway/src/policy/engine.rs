@@ -405,7 +405,7 @@ impl RequestEvaluation {
     }
 
     /// Whether judging a resource may follow every reference in it (a `data` provision meaning
-    /// related or dependents), rather than only the elements [`super::facts::reads_element`] names.
+    /// related or dependents), rather than only the elements [`super::facts::element_reader`] names.
     pub fn reads_all_references(&self) -> bool {
         self.constant.is_none()
             && self.consents.iter().any(|c| {

@@ -93,23 +93,26 @@ const AUTHOR_ELEMENTS: &[&str] = &[
     "informationSource",
 ];
 
-/// Whether a decision on a `resource_type` resource can read its top-level element `name`: its type,
+/// Whether a decision on a `resource_type` resource can read a top-level element (by name): its type,
 /// id and labels, what it is, who authored it and when it happened. References anywhere in it are
 /// read only for `data` provisions ([`super::RequestEvaluation::reads_all_references`]).
-pub fn reads_element(resource_type: &str, name: &str) -> bool {
-    matches!(name, "resourceType" | "id" | "meta")
-        || CODE_ELEMENTS.contains(&name)
-        || AUTHOR_ELEMENTS.contains(&name)
-        || date_elements(resource_type).iter().any(|e| {
-            let head = e.split('.').next().unwrap_or_default();
-            match head.strip_suffix("[x]") {
-                // A choice element: `effective[x]` is `effectiveDateTime`, `effectivePeriod`, ...
-                Some(stem) => name
-                    .strip_prefix(stem)
-                    .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_uppercase())),
-                None => head == name,
-            }
-        })
+pub fn element_reader(resource_type: &str) -> impl Fn(&str) -> bool {
+    let dates = date_elements(resource_type);
+    move |name| {
+        matches!(name, "resourceType" | "id" | "meta")
+            || CODE_ELEMENTS.contains(&name)
+            || AUTHOR_ELEMENTS.contains(&name)
+            || dates.iter().any(|e| {
+                let head = e.split('.').next().unwrap_or_default();
+                match head.strip_suffix("[x]") {
+                    // A choice element: `effective[x]` is `effectiveDateTime`, `effectivePeriod`, ...
+                    Some(stem) => name
+                        .strip_prefix(stem)
+                        .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_uppercase())),
+                    None => head == name,
+                }
+            })
+    }
 }
 
 /// The clinically relevant date of a resource for `dataPeriod`, by type: the first element present

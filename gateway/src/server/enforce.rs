@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::state::Gateway;
 use crate::audit::{DecisionRecord, PrincipalSummary, Recorder};
 use crate::error::GatewayError;
-use crate::fhir::lazy::{self, RawObject};
+use crate::fhir::lazy::{RawObject, SplitBundle};
 use crate::fhir::{compartment, joins, Interaction, Route};
 use crate::filter::cursor::{self, Cursors};
 use crate::filter::entries;
@@ -776,22 +776,23 @@ pub async fn judge_json(
     if guard.judge != Judge::Entries {
         return Ok(Judged::Tree);
     }
-    let Some(split) = std::str::from_utf8(bytes).ok().and_then(split_bundle) else {
+    let Some(bundle) = std::str::from_utf8(bytes).ok().and_then(SplitBundle::parse) else {
         return Ok(Judged::Tree);
     };
-    let SplitBundle { bundle, entries } = split;
     let mut evals: Evals = HashMap::new();
-    let mut keep = Vec::with_capacity(entries.len());
-    for e in &entries {
-        let admit = match &e.resource {
-            Some(res) if !e.outcome => {
+    let mut keep = Vec::with_capacity(bundle.entries().len());
+    for e in bundle.entries() {
+        let admit = match e.resource() {
+            Some(res) if !e.is_outcome() => {
                 let rtype = res.str("resourceType").unwrap_or_default();
                 let partial = if rtype.is_empty() {
                     res.full()
                 } else {
-                    res.partial(|k| {
-                        compartment::reads_element(rtype, k) || facts::reads_element(rtype, k)
-                    })
+                    let (patients, decides) = (
+                        compartment::element_reader(rtype),
+                        facts::element_reader(rtype),
+                    );
+                    res.partial(|k| patients(k) || decides(k))
                 }
                 .map_err(|e| {
                     GatewayError::UpstreamBadResponse(format!("the answer is not FHIR: {e}"))
@@ -804,7 +805,7 @@ pub async fn judge_json(
     }
     let removed = keep.iter().filter(|k| !**k).count();
     count_withheld(guard, removed);
-    let links = match bundle.get("link") {
+    let links = match bundle.link() {
         Some(raw) => {
             let mut doc = serde_json::json!({"link": serde_json::from_str::<Value>(raw.get())
                 .map_err(|e| GatewayError::UpstreamBadResponse(format!("Bundle.link: {e}")))?});
@@ -816,114 +817,9 @@ pub async fn judge_json(
     if removed == 0 && links.is_none() {
         return Ok(Judged::Unchanged);
     }
-    Ok(Judged::Changed(write_filtered(
-        &bundle,
-        &entries,
-        &keep,
-        links.as_deref(),
-    )))
-}
-
-/// The Bundle written back from its own text: the entries `keep` admits, `total` gone when any was
-/// withheld (and `entry` too when none is left), `link` replaced by `links` when given.
-fn write_filtered(
-    bundle: &RawObject<'_>,
-    entries: &[SplitEntry<'_>],
-    keep: &[bool],
-    links: Option<&[u8]>,
-) -> Vec<u8> {
-    let removed = keep.iter().filter(|k| !**k).count();
-    let mut out = Vec::with_capacity(bundle.members.iter().map(|(_, v)| v.get().len() + 16).sum());
-    out.push(b'{');
-    let n = bundle.members.len();
-    for (i, (name, raw)) in bundle.members.iter().enumerate() {
-        // A repeated member counts once, as its last occurrence (what a full parse keeps): an earlier
-        // copy must never slip out unfiltered.
-        if bundle.members[i + 1..n].iter().any(|(k, _)| k == name) {
-            continue;
-        }
-        let value: Vec<u8> = match *name {
-            "total" if removed > 0 => continue,
-            "entry" => {
-                let kept: Vec<&str> = entries
-                    .iter()
-                    .zip(keep)
-                    .filter(|(_, k)| **k)
-                    .map(|(e, _)| e.raw)
-                    .collect();
-                if kept.is_empty() && removed > 0 {
-                    continue;
-                }
-                let mut v = Vec::with_capacity(raw.get().len());
-                v.push(b'[');
-                for (j, e) in kept.iter().enumerate() {
-                    if j > 0 {
-                        v.push(b',');
-                    }
-                    v.extend_from_slice(e.as_bytes());
-                }
-                v.push(b']');
-                v
-            }
-            "link" => match links {
-                Some(l) => l.to_vec(),
-                None => raw.get().as_bytes().to_vec(),
-            },
-            _ => raw.get().as_bytes().to_vec(),
-        };
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        lazy::write_name(&mut out, name);
-        out.extend_from_slice(&value);
-    }
-    out.push(b'}');
-    out
-}
-
-/// A Bundle split into members, and its entries into what judging them reads.
-struct SplitBundle<'a> {
-    bundle: RawObject<'a>,
-    entries: Vec<SplitEntry<'a>>,
-}
-
-struct SplitEntry<'a> {
-    /// The entry's own text, written back as it is when kept.
-    raw: &'a str,
-    resource: Option<RawObject<'a>>,
-    /// A `search.mode = outcome` entry (the server's OperationOutcome): always kept.
-    outcome: bool,
-}
-
-/// Splits a JSON Bundle, or `None` when it is not one this path can split: everything is split
-/// before anything is judged, so a fallback to the tree never judges an entry twice.
-fn split_bundle(text: &str) -> Option<SplitBundle<'_>> {
-    let bundle = RawObject::parse(text).ok()?;
-    if bundle.str("resourceType") != Some("Bundle") {
-        return None;
-    }
-    let raws: Vec<&serde_json::value::RawValue> = match bundle.get("entry") {
-        Some(raw) => serde_json::from_str(raw.get()).ok()?,
-        None => Vec::new(),
-    };
-    let mut entries = Vec::with_capacity(raws.len());
-    for raw in raws {
-        let entry = RawObject::parse(raw.get()).ok()?;
-        let outcome = match entry.get("search") {
-            Some(s) => RawObject::parse(s.get()).ok()?.str("mode") == Some("outcome"),
-            None => false,
-        };
-        let resource = match entry.get("resource") {
-            Some(r) => Some(RawObject::parse(r.get()).ok()?),
-            None => None,
-        };
-        entries.push(SplitEntry {
-            raw: raw.get(),
-            resource,
-            outcome,
-        });
-    }
-    Some(SplitBundle { bundle, entries })
+    Ok(Judged::Changed(
+        bundle.write_filtered(&keep, links.as_deref()),
+    ))
 }
 
 /// The engine's evaluation of this request per patient (`None`: no patient), made once per answer.
@@ -1195,92 +1091,4 @@ pub async fn authorize_bundle(
         guard.judge = Judge::BatchReads;
     }
     Ok(())
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    /// The text path's answer, parsed, for the entries `keep` admits.
-    fn written(text: &str, keep: &[bool], links: Option<&Value>) -> Value {
-        let split = split_bundle(text).unwrap();
-        let links = links.map(|l| serde_json::to_vec(l).unwrap());
-        let out = write_filtered(&split.bundle, &split.entries, keep, links.as_deref());
-        serde_json::from_slice(&out).unwrap()
-    }
-
-    /// The tree path's answer for the same decisions.
-    fn retained(text: &str, keep: &[bool]) -> Value {
-        let mut doc: Value = serde_json::from_str(text).unwrap();
-        let mut it = keep.iter();
-        entries::retain(&mut doc, |_| *it.next().unwrap());
-        doc
-    }
-
-    const PAGE: &str = r#"{"resourceType":"Bundle","type":"searchset","total":3,
-        "link":[{"relation":"self","url":"http://up/fhir/Observation"},
-                {"relation":"next","url":"http://up/fhir/Observation?page=2"}],
-        "entry":[
-          {"fullUrl":"http://up/fhir/Observation/a","resource":{"resourceType":"Observation","id":"a","text":{"div":"<div>A</div>"}},"search":{"mode":"match"}},
-          {"fullUrl":"http://up/fhir/Observation/b","resource":{"resourceType":"Observation","id":"b"},"search":{"mode":"match"}},
-          {"resource":{"resourceType":"OperationOutcome","id":"o"},"search":{"mode":"outcome"}}]}"#;
-
-    #[test]
-    fn the_text_path_writes_what_the_tree_path_does() {
-        let split = split_bundle(PAGE).unwrap();
-        assert_eq!(split.entries.len(), 3);
-        assert!(split.entries[2].outcome && !split.entries[0].outcome);
-        for keep in [
-            [true, true, true],
-            [true, false, true],
-            [false, false, true],
-        ] {
-            assert_eq!(
-                written(PAGE, &keep, None),
-                retained(PAGE, &keep),
-                "{keep:?}"
-            );
-        }
-        // Everything withheld: `entry` and `total` go, as in the tree.
-        let empty = r#"{"resourceType":"Bundle","total":1,"entry":[{"resource":{"resourceType":"Observation","id":"a"}}]}"#;
-        assert_eq!(written(empty, &[false], None), retained(empty, &[false]));
-        assert_eq!(
-            written(empty, &[false], None),
-            json!({"resourceType": "Bundle"})
-        );
-        // Sealed links replace the upstream's.
-        let sealed = json!([{"relation": "next", "url": "http://gw/fhir?_cursor=x"}]);
-        assert_eq!(
-            written(PAGE, &[true, true, true], Some(&sealed))["link"],
-            sealed
-        );
-    }
-
-    #[test]
-    fn a_repeated_member_is_written_once_as_its_last_copy() {
-        // A hostile upstream repeats `entry`: the first copy must not slip out unfiltered.
-        let text = r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","id":"secret"}}],
-            "entry":[{"resource":{"resourceType":"Observation","id":"a"}},{"resource":{"resourceType":"Observation","id":"b"}}]}"#;
-        let split = split_bundle(text).unwrap();
-        assert_eq!(split.entries.len(), 2, "the last `entry` is the one judged");
-        let out = write_filtered(&split.bundle, &split.entries, &[true, false], None);
-        let s = String::from_utf8(out).unwrap();
-        assert!(!s.contains("secret") && !s.contains("\"b\""), "{s}");
-        assert_eq!(s.matches("\"entry\"").count(), 1, "{s}");
-    }
-
-    #[test]
-    fn answers_the_text_path_cannot_split_fall_back_to_the_tree() {
-        for text in [
-            r#"{"resourceType":"Observation","id":"a"}"#,
-            r#"{"resourceType":"Bundle","entry":{"not":"an array"}}"#,
-            r#"{"resourceType":"Bundle","entry":[{"resource":[1]}]}"#,
-            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient"}}"#,
-            r#"{"resourceType":"Bundle","entry":[{"resource":{"\u0069d":"x"}}]}"#,
-        ] {
-            assert!(split_bundle(text).is_none(), "{text}");
-        }
-    }
 }
