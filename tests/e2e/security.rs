@@ -70,6 +70,14 @@ fn assert_refused(got: (u16, Value, Option<String>), status: u16, needle: &str) 
     }
 }
 
+/// The decision record id a response names.
+fn decision_of(r: &reqwest::blocking::Response) -> String {
+    r.headers()["x-anchorgate-decision"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -305,10 +313,7 @@ fn a_consent_tampered_in_the_store_is_ignored_and_raises_an_alert() {
         .unwrap();
     // The forged consent is not enforced: default deny, hidden as 404.
     assert_eq!(r.status(), 404);
-    let decision = r.headers()["x-anchorgate-decision"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let decision = decision_of(&r);
     assert!(!r.text().unwrap().contains("Prior"));
     let rec: Value = client()
         .get(format!("{}/audit/decisions/{decision}", gw.root()))
@@ -490,10 +495,7 @@ fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() 
         .send()
         .unwrap();
     assert_eq!(first.status(), 200);
-    let permit_id = first.headers()["x-anchorgate-decision"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let permit_id = decision_of(&first);
     consent["status"] = json!("inactive");
     put(&consent);
     let second = client_as(&a)
@@ -501,10 +503,7 @@ fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() 
         .send()
         .unwrap();
     assert_eq!(second.status(), 404);
-    let deny_id = second.headers()["x-anchorgate-decision"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let deny_id = decision_of(&second);
 
     // The reviewer's views: the permit names the consent provision; the deny the default policy.
     let get = |path: String| -> Value {
@@ -550,10 +549,7 @@ fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() 
         .get(format!("{}/AuditEvent?patient=pat-p", gw.base))
         .send()
         .unwrap();
-    let review_id = r.headers()["x-anchorgate-decision"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let review_id = decision_of(&r);
     let review = get(format!("{}/audit/decisions/{review_id}", gw.root()));
     assert_eq!(review["decision"]["outcome"], "permit", "{review}");
     assert_eq!(
@@ -633,10 +629,7 @@ fn consents_already_in_the_upstream_are_imported_and_decisions_exported() {
         .send()
         .unwrap();
     assert_eq!(after.status(), 200);
-    let decision = after.headers()["x-anchorgate-decision"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let decision = decision_of(&after);
     assert!(after.text().unwrap().contains("Imported glucose"));
     // Importing again anchors nothing new: a version already anchored keeps its leaf.
     let mut gw = gw;
