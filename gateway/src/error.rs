@@ -97,6 +97,11 @@ impl GatewayError {
         }
     }
 
+    /// A 502 for an upstream answer that does not parse as FHIR.
+    pub fn not_fhir(e: impl std::fmt::Display) -> Self {
+        GatewayError::UpstreamBadResponse(format!("the answer is not FHIR: {e}"))
+    }
+
     /// Who failed.
     pub fn side(&self) -> Side {
         match self {

@@ -414,32 +414,21 @@ fn erasure_unlinks_a_resource_and_keeps_the_log_valid() {
     assert_eq!(verify(&gw.base, &format!("Patient/{id}")).0, "intact");
     let reuse = gw.reuse();
     // Erasure needs the ledger to itself: while the gateway runs, it is refused.
-    let (data, key, verifier) = reuse.clone().unwrap();
-    let erase = |gw_running: bool| {
-        let out = Command::new(gateway_bin())
-            .args(["ledger", "erase", "--type", "Patient", "--id", &id])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--ledger-key-file")
-            .arg(&key)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let verifier = reuse.as_ref().unwrap().2.clone();
+    let erase = |gw: &Gateway, gw_running: bool| {
+        let (code, out, err) = gw.command(&["ledger", "erase", "--type", "Patient", "--id", &id]);
+        let text = format!("{out}{err}");
         if gw_running {
-            assert_eq!(out.status.code(), Some(2), "{text}");
+            assert_eq!(code, Some(2), "{text}");
             assert!(text.contains("in use"), "{text}");
         } else {
-            assert!(out.status.success(), "{text}");
+            assert_eq!(code, Some(0), "{text}");
         }
         text
     };
-    erase(true);
+    erase(&gw, true);
     assert!(gw.terminate(Duration::from_secs(20)).is_some());
-    let report: Value = serde_json::from_str(erase(false).lines().next().unwrap()).unwrap();
+    let report: Value = serde_json::from_str(erase(&gw, false).lines().next().unwrap()).unwrap();
     assert_eq!(
         report["erased_leaves"].as_array().unwrap().len(),
         1,

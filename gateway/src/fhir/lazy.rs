@@ -27,11 +27,8 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some((k, v)) = map.next_entry::<&'de str, &'de RawValue>()? {
-                    members.push((k, v));
-                }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let members = members(map, |_, map| map.next_value())?;
                 Ok(RawObject { members })
             }
         }

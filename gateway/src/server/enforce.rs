@@ -21,7 +21,7 @@ use super::state::Gateway;
 use crate::audit::{DecisionRecord, PrincipalSummary, Recorder};
 use crate::error::GatewayError;
 use crate::fhir::lazy::{RawObject, SplitBundle};
-use crate::fhir::{compartment, joins, Interaction, Route};
+use crate::fhir::{compartment, joins, Format, Interaction, Route};
 use crate::filter::cursor::{self, Cursors};
 use crate::filter::entries;
 use crate::identity::scopes::{Permission, ScopeDecision};
@@ -751,9 +751,43 @@ fn seal_paging(
     })
 }
 
+/// The response phase for a read-like answer's body: judged, and the body to send instead when
+/// anything changed (`None`: the upstream's exact bytes go out). `Err` for a denied single read.
+pub async fn judge_answer(
+    gw: &Gateway,
+    guard: &mut Guard,
+    public: &str,
+    format: Format,
+    bytes: &[u8],
+) -> Result<Option<Vec<u8>>, GatewayError> {
+    let enf = &gw.enforcer;
+    // A JSON Bundle is judged from its text, without building its tree (see `fhir::lazy`).
+    if format == Format::Json {
+        match judge_json(gw, enf, guard, public, bytes).await? {
+            Judged::Unchanged => return Ok(None),
+            Judged::Changed(b) => return Ok(Some(b)),
+            Judged::Tree => {}
+        }
+    }
+    // JSON from the upstream is parsed straight away: serde_json refuses malformed input and bounds
+    // nesting itself, and the client-side well-formedness walk (duplicate keys, depth) was a fifth of
+    // a read's CPU here. XML is checked as it is converted.
+    let parsed = match format {
+        Format::Json => crate::fhir::parse::parse_wellformed(format, bytes),
+        Format::Xml => crate::fhir::parse::parse(format, bytes),
+    };
+    let mut doc = parsed.map_err(GatewayError::not_fhir)?;
+    if !judge_response(gw, enf, guard, public, &mut doc).await? {
+        return Ok(None);
+    }
+    crate::fhir::parse::serialize(format, &doc)
+        .map(Some)
+        .map_err(|e| GatewayError::Internal(format!("re-encoding a filtered answer: {e}")))
+}
+
 /// What [`judge_json`] made of a JSON answer.
 #[derive(Debug)]
-pub enum Judged {
+enum Judged {
     /// Not an answer it handles (not a Bundle, or not splittable): judge the parsed tree instead.
     Tree,
     /// Judged, and nothing to change: the upstream's bytes go out as they are.
@@ -766,7 +800,7 @@ pub enum Judged {
 /// tree: each entry's resource is parsed only as far as its decision reads, and the answer is written
 /// back from the upstream's own text, minus the withheld entries, with `total` suppressed and paging
 /// links sealed exactly as [`judge_response`] does (see `fhir::lazy` for why).
-pub async fn judge_json(
+async fn judge_json(
     gw: &Gateway,
     enf: &Enforcer,
     guard: &mut Guard,
@@ -794,9 +828,7 @@ pub async fn judge_json(
                     );
                     res.partial(|k| patients(k) || decides(k))
                 }
-                .map_err(|e| {
-                    GatewayError::UpstreamBadResponse(format!("the answer is not FHIR: {e}"))
-                })?;
+                .map_err(GatewayError::not_fhir)?;
                 judge_one(gw, enf, guard, &mut evals, &partial, Some(res)).await? == Verdict::Admit
             }
             _ => true,
@@ -843,13 +875,7 @@ async fn judge_one(
 ) -> Result<Verdict, GatewayError> {
     // `raw`: `resource` holds only the elements a decision reads (see `judge_json`); judged again in
     // full when granular scopes or `data` provisions may read any other.
-    let full = |raw: &RawObject<'_>| {
-        raw.full()
-            .map_err(|e| GatewayError::UpstreamBadResponse(format!("the answer is not FHIR: {e}")))
-    };
-    let patients = compartment::patient_ids(resource);
-    let launch = guard.principal.launch_patient.as_deref();
-    let in_launch = |_: &Value| launch.is_some_and(|p| patients.iter().any(|id| id == p));
+    let full = |raw: &RawObject<'_>| raw.full().map_err(GatewayError::not_fhir);
     let rtype = resource
         .get("resourceType")
         .and_then(Value::as_str)
@@ -866,6 +892,9 @@ async fn judge_one(
             return Box::pin(judge_one(gw, enf, guard, evals, &whole, None)).await;
         }
     }
+    let patients = compartment::patient_ids(resource);
+    let launch = guard.principal.launch_patient.as_deref();
+    let in_launch = |_: &Value| launch.is_some_and(|p| patients.iter().any(|id| id == p));
     if !scope.permits(resource, in_launch) {
         return Ok(Verdict::OutOfScope);
     }

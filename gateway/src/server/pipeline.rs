@@ -690,32 +690,8 @@ async fn response_filter(
     // Consent: every resource that leaves is judged; a denied read ends here. An answer nothing was
     // withheld from keeps its exact bytes.
     if let Some(g) = guard.filter(|g| g.judges() && parts.status.is_success()) {
-        // A JSON Bundle is judged from its text, without building its tree (see `fhir::lazy`).
-        let judged = match format {
-            Format::Json => enforce::judge_json(gw, &gw.enforcer, g, public, &bytes).await?,
-            Format::Xml => enforce::Judged::Tree,
-        };
-        match judged {
-            enforce::Judged::Unchanged => {}
-            enforce::Judged::Changed(b) => bytes = Bytes::from(b),
-            enforce::Judged::Tree => {
-                // JSON from the upstream is parsed straight away: serde_json refuses malformed input and
-                // bounds nesting itself, and the client-side well-formedness walk (duplicate keys, depth)
-                // was a fifth of a read's CPU here. XML is checked as it is converted.
-                let parsed = match format {
-                    Format::Json => crate::fhir::parse::parse_wellformed(format, &bytes),
-                    Format::Xml => crate::fhir::parse::parse(format, &bytes),
-                };
-                let mut doc = parsed.map_err(|e| {
-                    GatewayError::UpstreamBadResponse(format!("the answer is not FHIR: {e}"))
-                })?;
-                if enforce::judge_response(gw, &gw.enforcer, g, public, &mut doc).await? {
-                    bytes =
-                        Bytes::from(crate::fhir::parse::serialize(format, &doc).map_err(|e| {
-                            GatewayError::Internal(format!("re-encoding a filtered answer: {e}"))
-                        })?);
-                }
-            }
+        if let Some(judged) = enforce::judge_answer(gw, g, public, format, &bytes).await? {
+            bytes = Bytes::from(judged);
         }
     }
     let rewritten = filter::rewrite_body(format, &bytes, &map)
