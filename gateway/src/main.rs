@@ -734,7 +734,10 @@ fn serve(cfg: Config) -> ExitCode {
     let result = rt.block_on(async move {
         let gw = Arc::new(Gateway::new(cfg).map_err(server::ServeError::from)?);
         let served = server::serve(gw.clone(), shutdown_signal()).await;
-        // Drained: sign what the last requests anchored.
+        // Drained: store the last requests' decisions, then sign what they anchored.
+        if let Err(e) = gw.enforcer.recorder.flush().await {
+            tracing::error!(error = %e, "the last decision records could NOT be written");
+        }
         if let Some(ledger) = &gw.ledger {
             ledger.shutdown();
         }

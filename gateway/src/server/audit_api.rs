@@ -51,16 +51,28 @@ fn json_response(v: &Value) -> Response<Body> {
     r
 }
 
+/// Runs `f` on the decision store once every decision made before the call is stored: decisions
+/// are written in batches behind the responses, and a reviewer must see the one just made.
+async fn stored<T: Send + 'static>(
+    gw: &Gateway,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, GatewayError> {
+    if let Err(e) = gw.enforcer.recorder.flush().await {
+        // What was written is still worth reading; the writer has logged the failure itself.
+        tracing::warn!(error = %e, "decision records queued before this query were not all stored");
+    }
+    gw.store
+        .run(f)
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
 /// One page of stored records matching `q`, with their sequence numbers.
 async fn page(
     gw: &Gateway,
     q: decisions::Query,
 ) -> Result<Vec<(i64, DecisionRecord)>, GatewayError> {
-    let rows = gw
-        .store
-        .run(move |c| decisions::query(c, &q))
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let rows = stored(gw, move |c| decisions::query(c, &q)).await?;
     rows.into_iter()
         .map(|(seq, s)| {
             serde_json::from_str(&s)
@@ -97,11 +109,7 @@ pub async fn decisions_api(
 /// One decision with its explanation and inclusion proof.
 async fn one(gw: &Gateway, id: &str) -> Result<Response<Body>, GatewayError> {
     let key = id.to_owned();
-    let found = gw
-        .store
-        .run(move |c| decisions::get(c, &key))
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let found = stored(gw, move |c| decisions::get(c, &key)).await?;
     let Some(raw) = found else {
         return Err(GatewayError::NotFound(format!("no decision record {id:?}")));
     };
@@ -193,11 +201,7 @@ pub async fn audit_events(
     if let Some(id) = id {
         let (decision, _) = id.rsplit_once('-').unwrap_or((id, ""));
         let key = decision.to_owned();
-        let raw = gw
-            .store
-            .run(move |c| decisions::get(c, &key))
-            .await
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let raw = stored(gw, move |c| decisions::get(c, &key)).await?;
         let ev = raw
             .and_then(|s| serde_json::from_str::<DecisionRecord>(&s).ok())
             .map(|r| auditevent::events(&r, &source))
