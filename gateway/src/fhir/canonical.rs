@@ -118,5 +118,7 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+pub mod text;
+
 #[cfg(test)]
 mod tests;

@@ -44,8 +44,18 @@ pub fn parse_wellformed(format: Format, bytes: &[u8]) -> Result<Value, ParseErro
             .map_err(|e| ParseError::Malformed(format!("malformed JSON: {e}")))?,
         Format::Xml => wellformed_xml_to_json(bytes)?,
     };
+    as_resource(value)
+}
+
+/// `value` if it is a FHIR resource in JSON form (see [`is_resource`]).
+pub fn as_resource(value: Value) -> Result<Value, ParseError> {
+    is_resource(&value).map(|()| value)
+}
+
+/// Whether `value` is a FHIR resource in JSON form: an object with a non-empty `resourceType`.
+pub fn is_resource(value: &Value) -> Result<(), ParseError> {
     match value.get("resourceType") {
-        Some(Value::String(t)) if !t.is_empty() => Ok(value),
+        Some(Value::String(t)) if !t.is_empty() => Ok(()),
         _ if !value.is_object() => Err(ParseError::NotAResource(
             "a FHIR resource is a JSON object".into(),
         )),

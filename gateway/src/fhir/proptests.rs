@@ -110,6 +110,24 @@ proptest! {
     }
 
     #[test]
+    fn canonical_form_from_text_is_the_trees(obs in observation(), pretty in any::<bool>()) {
+        let text = if pretty { serde_json::to_string_pretty(&reorder(&obs)) } else { serde_json::to_string(&obs) }.unwrap();
+        let from_text = super::canonical::text::canonical_from_text(&text, &|_| None).unwrap();
+        prop_assert_eq!(from_text.bytes, canonical_bytes(&obs));
+        prop_assert_eq!(from_text.version.as_deref(), obs.pointer("/meta/versionId").and_then(Value::as_str));
+    }
+
+    #[test]
+    fn canonical_from_text_never_panics(
+        body in r#"(\{|\[|"meta"|"versionId"|"\$serde_json::private::Number"|:|,|"x"|\}|\]|null|1e999|-0|1\.50|"1x"|"\\u00"){0,40}"#
+    ) {
+        let text = super::canonical::text::canonical_from_text(&body, &|_| None);
+        if let (Ok(c), Ok(v)) = (text, serde_json::from_str::<Value>(&body)) {
+            prop_assert_eq!(c.bytes, canonical_bytes(&v));
+        }
+    }
+
+    #[test]
     fn canonical_form_is_a_fixed_point(obs in observation()) {
         let once = canonical_bytes(&obs);
         let again = canonical_bytes(&parse(Format::Json, &once).unwrap());

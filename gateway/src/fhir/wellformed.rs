@@ -5,6 +5,8 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use serde_json::Value;
+
 use super::format::Format;
 
 /// Deepest element nesting accepted in an XML body.
@@ -19,14 +21,26 @@ pub struct Malformed(pub String);
 
 /// Checks that `body` is well-formed in `format`.
 pub fn check(format: Format, body: &[u8]) -> Result<(), Malformed> {
+    check_parsed(format, body).map(drop)
+}
+
+/// [`check`], answering the tree of a JSON body: the check builds it anyway, and the write path uses
+/// it rather than parse the body a second time. `None` for XML.
+pub fn check_parsed(format: Format, body: &[u8]) -> Result<Option<Value>, Malformed> {
     match format {
-        Format::Json => check_json(body),
-        Format::Xml => check_xml(body),
+        Format::Json => parse_json(body).map(Some),
+        Format::Xml => check_xml(body).map(|()| None),
     }
 }
 
 /// Checks that `body` is one JSON value, nested at most [`MAX_JSON_DEPTH`] deep.
 pub fn check_json(body: &[u8]) -> Result<(), Malformed> {
+    parse_json(body).map(drop)
+}
+
+/// Parses `body` as one JSON value, nested at most [`MAX_JSON_DEPTH`] deep, with no member name
+/// repeated in any object.
+pub fn parse_json(body: &[u8]) -> Result<Value, Malformed> {
     // serde_json does not check UTF-8 inside strings it skips; RFC 8259 §8.1 requires UTF-8.
     std::str::from_utf8(body).map_err(|e| {
         Malformed(format!(
@@ -36,97 +50,93 @@ pub fn check_json(body: &[u8]) -> Result<(), Malformed> {
     })?;
     check_json_depth(body)?;
     serde_json::from_slice::<dup::Checked>(body)
-        .map(|_| ())
+        .map(|c| c.0)
         .map_err(|e| {
             // serde_json's messages name the problem and position but never echo content.
             Malformed(format!("malformed JSON: {e}"))
         })
 }
 
-/// A JSON walk that refuses duplicate member names (RFC 8259 §4 leaves them undefined; FHIR JSON
-/// forbids them, and "last one wins" would let two readers of one body see different resources).
+/// A JSON parse that refuses duplicate member names (RFC 8259 §4 leaves them undefined; FHIR JSON
+/// forbids them, and "last one wins" would let two readers of one body see different resources),
+/// building the tree as it goes: checking and parsing used to be two passes over every write.
 mod dup {
-    use std::borrow::Cow;
-    use std::collections::HashSet;
     use std::fmt;
 
     use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    /// serde_json's name for a number kept in its lexical form (`arbitrary_precision`, on here).
+    const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
     /// Any JSON value, checked for duplicate names at every level.
-    pub struct Checked;
-
-    struct Key<'de>(Cow<'de, str>);
+    pub struct Checked(pub Value);
 
     impl<'de> Deserialize<'de> for Checked {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(CheckedVisitor)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Key<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_str(KeyVisitor)
-        }
-    }
-
-    struct KeyVisitor;
-
-    impl<'de> Visitor<'de> for KeyVisitor {
-        type Value = Key<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a member name")
-        }
-        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Key(Cow::Borrowed(v)))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Key(Cow::Owned(v.to_owned())))
+            d.deserialize_any(CheckedVisitor).map(Checked)
         }
     }
 
     struct CheckedVisitor;
 
     impl<'de> Visitor<'de> for CheckedVisitor {
-        type Value = Checked;
+        type Value = Value;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a JSON value")
         }
-        fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-            Ok(Checked)
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
         }
-        fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-            Ok(Checked)
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
         }
-        fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-            Ok(Checked)
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
         }
-        fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
-            Ok(Checked)
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            Number::from_f64(v)
+                .map(Value::Number)
+                .ok_or_else(|| E::custom("a number that is not finite"))
         }
-        fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-            Ok(Checked)
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
         }
-        fn visit_unit<E>(self) -> Result<Checked, E> {
-            Ok(Checked)
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-            while seq.next_element::<Checked>()?.is_some() {}
-            Ok(Checked)
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
         }
-        // With `arbitrary_precision`, numbers also arrive here, as a one-member map.
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-            let mut seen: HashSet<Cow<'de, str>> = HashSet::new();
-            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                if seen.contains(&k) {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(Checked(v)) = seq.next_element::<Checked>()? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                if out.is_empty() && k == NUMBER_TOKEN {
+                    // A number in its lexical form, as serde_json's own tree reads a first member
+                    // of this name.
+                    let lexical: String = map.next_value()?;
+                    return lexical
+                        .parse::<Number>()
+                        .map(Value::Number)
+                        .map_err(|_| de::Error::custom("invalid number"));
+                }
+                if out.contains_key(&k) {
                     let name: String = k.chars().take(64).collect();
                     return Err(de::Error::custom(format!(
                         "duplicate member name \"{name}\""
                     )));
                 }
-                seen.insert(k);
-                map.next_value::<Checked>()?;
+                let Checked(v) = map.next_value()?;
+                out.insert(k, v);
             }
-            Ok(Checked)
+            Ok(Value::Object(out))
         }
     }
 }
@@ -219,6 +229,7 @@ pub fn check_xml(body: &[u8]) -> Result<(), Malformed> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -239,6 +250,18 @@ mod tests {
             "escaped duplicate"
         );
         assert!(check_json(br#"{"a":{"a":1},"b":{"a":2},"n":1.50e400}"#).is_ok());
+        // The tree it builds is serde_json's own, numbers in their lexical form included.
+        let text = br#"{"resourceType":"Observation","v":[1.50,-0,1e3,12345678901234567890123],"s":"\u00e9","o":{"$serde_json::private::Number":"x"},"n":null,"b":false}"#;
+        let own: Value = serde_json::from_slice(text).unwrap_or(Value::Null);
+        match parse_json(text) {
+            Ok(v) => assert_eq!(v, own),
+            Err(e) => assert!(own.is_null(), "{e}"),
+        }
+        let plain = br#"{"resourceType":"Observation","v":[1.50,-0,1e3,12345678901234567890123],"s":"\u00e9","n":null,"b":false,"o":{}}"#;
+        assert_eq!(
+            parse_json(plain).unwrap().to_string(),
+            serde_json::from_slice::<Value>(plain).unwrap().to_string()
+        );
     }
 
     #[test]

@@ -545,6 +545,16 @@ impl Ledger {
             tracing::error!(error = %e, "final ledger checkpoint NOT signed");
         }
         self.stop.store(true, Ordering::SeqCst);
+        // Fold the write-ahead log into the database file, so that a stopped gateway leaves one
+        // self-contained file (to copy, back up or inspect); nothing is lost if this fails.
+        let folded = self
+            .cp_store
+            .lock()
+            .map_err(|_| "lock poisoned".to_owned())
+            .and_then(|s| s.fold_wal().map_err(|e| e.to_string()));
+        if let Err(e) = folded {
+            tracing::warn!(error = %e, "the ledger's write-ahead log was not folded into its file");
+        }
     }
 }
 

@@ -373,6 +373,22 @@ impl Store {
         Ok(())
     }
 
+    /// Copies every committed page from the write-ahead log into the database file and empties the
+    /// log (`wal_checkpoint(TRUNCATE)`); fails if another connection is still reading or writing.
+    pub fn fold_wal(&self) -> Result<(), StoreError> {
+        let (busy, _, _): (i64, i64, i64) =
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+        if busy != 0 {
+            return Err(StoreError::Other(
+                "another connection held the write-ahead log".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Proves the store accepts writes again after a failure: commits 64 KiB of new pages (room for
     /// more than one batch) and frees them. Rewriting an existing row would pass on a full store.
     pub fn probe(&mut self) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::readback;
 use crate::fhir::canonical::canonical_bytes;
+use crate::fhir::canonical::text::{canonical_from_text, Canonical};
 use crate::fhir::{Format, Interaction, Route};
 use crate::ledger::entry::{delete_payload, EntryType};
 use crate::ledger::{AnchorRequest, Ledger};
@@ -60,19 +61,26 @@ pub struct Write<'a> {
 /// One version (or deletion) to anchor.
 #[derive(Debug)]
 enum Item {
+    /// Canonicalised from the answer's text (a single JSON write: no tree is built).
+    Canonical(Canonical),
     Version(Value),
     ReadBack(String),
-    Delete { rtype: String, id: String },
+    Delete {
+        rtype: String,
+        id: String,
+    },
 }
 
 /// Anchors what a successful write made; answers a leaf index per item (per Bundle entry for Bundles),
-/// or why it could not.
+/// or why it could not. `parsed` is the answer's tree, needed for Bundles; a single write's JSON
+/// answer is anchored from its `text` instead.
 pub async fn anchor_write(
     gw: &Gateway,
     ledger: &Arc<Ledger>,
     w: &Write<'_>,
     headers: &HeaderMap,
     parsed: Option<&Value>,
+    text: Option<&str>,
 ) -> Result<Vec<Option<u64>>, String> {
     let items: Vec<Option<Item>> = match w.route.interaction {
         Interaction::BatchOrTransaction => {
@@ -93,7 +101,7 @@ pub async fn anchor_write(
                 })
             })
             .collect(),
-        _ => vec![Some(single_item(gw, w, headers, parsed)?)],
+        _ => vec![Some(single_item(gw, w, headers, parsed, text)?)],
     };
     // Read-backs run concurrently; the entries are then queued in Bundle order, so leaf indices
     // follow the entries, and committed together.
@@ -156,7 +164,20 @@ fn single_item(
     w: &Write<'_>,
     headers: &HeaderMap,
     parsed: Option<&Value>,
+    text: Option<&str>,
 ) -> Result<Item, String> {
+    let base = relative_to(gw.upstream.base());
+    if let Some(c) = text
+        .and_then(|t| canonical_from_text(t, &base).ok())
+        .filter(|c| {
+            c.resource_type
+                .as_deref()
+                .is_some_and(|t| !t.is_empty() && t != "OperationOutcome")
+                && c.id.is_some()
+        })
+    {
+        return Ok(Item::Canonical(c));
+    }
     if let Some(v) = parsed.filter(|v| is_stored_resource(v)) {
         return Ok(Item::Version(v.clone()));
     }
@@ -262,6 +283,14 @@ async fn prepare(gw: &Gateway, w: &Write<'_>, item: Item) -> Result<AnchorReques
                 resource: Some((rtype, id, None)),
             });
         }
+        Item::Canonical(c) => {
+            let rtype = c.resource_type.unwrap_or_default();
+            return Ok(AnchorRequest {
+                kind: entry_type(&rtype),
+                payload: c.bytes,
+                resource: Some((rtype, c.id.unwrap_or_default(), c.version)),
+            });
+        }
         Item::Version(v) => v,
         Item::ReadBack(rest) => {
             let fetched = readback::get(
@@ -311,13 +340,8 @@ async fn prepare(gw: &Gateway, w: &Write<'_>, item: Item) -> Result<AnchorReques
         .pointer("/meta/versionId")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let kind = if rtype == "Consent" {
-        EntryType::ConsentVersion
-    } else {
-        EntryType::ResourceVersion
-    };
     Ok(AnchorRequest {
-        kind,
+        kind: entry_type(&rtype),
         payload: anchored_bytes(&resource, gw.upstream.base()),
         resource: Some((rtype, id, version)),
     })
@@ -328,21 +352,38 @@ async fn prepare(gw: &Gateway, w: &Write<'_>, item: Item) -> Result<AnchorReques
 /// version then commits identically whether it was read from the upstream or through any public base
 /// of the gateway, which re-homes those URLs.
 pub fn anchored_bytes(resource: &Value, base: &url::Url) -> Vec<u8> {
-    let map = crate::filter::BaseMap::new(base, "");
     let mut v = resource.clone();
-    relativise(&mut v, &map);
+    relativise(&mut v, &relative_to(base));
     canonical_bytes(&v)
 }
 
-fn relativise(v: &mut Value, map: &crate::filter::BaseMap) {
+/// A version of a Consent is a consent-version entry; of anything else, a resource-version entry.
+fn entry_type(rtype: &str) -> EntryType {
+    if rtype == "Consent" {
+        EntryType::ConsentVersion
+    } else {
+        EntryType::ResourceVersion
+    }
+}
+
+/// CANONICAL.md, step 0: what an absolute URL under `base` becomes (`None`: any other string).
+fn relative_to(base: &url::Url) -> impl Fn(&str) -> Option<String> {
+    let map = crate::filter::BaseMap::new(base, "");
+    move |s| {
+        map.rewrite(s)
+            .map(|rest| rest.strip_prefix('/').map(str::to_owned).unwrap_or(rest))
+    }
+}
+
+fn relativise(v: &mut Value, relative: &impl Fn(&str) -> Option<String>) {
     match v {
         Value::String(s) => {
-            if let Some(rest) = map.rewrite(s) {
-                *s = rest.strip_prefix('/').map(str::to_owned).unwrap_or(rest);
+            if let Some(rest) = relative(s) {
+                *s = rest;
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| relativise(i, map)),
-        Value::Object(m) => m.values_mut().for_each(|i| relativise(i, map)),
+        Value::Array(items) => items.iter_mut().for_each(|i| relativise(i, relative)),
+        Value::Object(m) => m.values_mut().for_each(|i| relativise(i, relative)),
         _ => {}
     }
 }

@@ -285,16 +285,17 @@ async fn fhir(
     }
 
     // Request filter: media type, size, time and well-formedness of the body.
-    let body = request_body(gw, &parts, &route, body).await?;
+    let (body, mut parsed_body) = request_body(gw, &parts, &route, body).await?;
 
     let kind = body_kind(&parts.headers);
 
     // A batch or transaction: parsed once (its body is already checked well-formed), authorised
     // entry by entry before any of it reaches the upstream, and kept for anchoring its versions.
     let request_bundle = match (route.interaction, kind) {
-        (Interaction::BatchOrTransaction, BodyKind::Fhir(f)) => {
-            crate::fhir::parse::parse_wellformed(f, &body).ok()
-        }
+        (Interaction::BatchOrTransaction, BodyKind::Fhir(f)) => match parsed_body.take() {
+            Some(v) => crate::fhir::parse::as_resource(v).ok(),
+            None => crate::fhir::parse::parse_wellformed(f, &body).ok(),
+        },
         _ => None,
     };
     if let (Some(g), Some(bundle)) = (guard.as_mut(), &request_bundle) {
@@ -330,7 +331,15 @@ async fn fhir(
     // Validation: nothing invalid reaches the upstream. A patch is judged by its result.
     let mut findings = match kind {
         BodyKind::Fhir(format) => {
-            check_write(&gw.config.validation, &gw.validator, &route, format, &body)?
+            let parsed = parsed_body.as_ref().or(request_bundle.as_ref());
+            check_write(
+                &gw.config.validation,
+                &gw.validator,
+                &route,
+                format,
+                &body,
+                parsed,
+            )?
         }
         _ => None,
     };
@@ -486,13 +495,14 @@ fn body_root(route: &Route) -> &'static str {
     })
 }
 
-/// Reads the request body within the size and time limits and checks its media type and syntax.
+/// Reads the request body within the size and time limits and checks its media type and syntax;
+/// answers it with the tree of a FHIR JSON body, which the check builds.
 async fn request_body(
     gw: &Gateway,
     parts: &Parts,
     route: &Route,
     body: Incoming,
-) -> Result<Bytes, GatewayError> {
+) -> Result<(Bytes, Option<serde_json::Value>), GatewayError> {
     let limit = gw.config.limits.max_request_body;
     let declared = parts
         .headers
@@ -515,23 +525,25 @@ async fn request_body(
     let kind = body_kind(&parts.headers);
     let root = body_root(route);
     let check = |format: Format| {
-        wellformed::check(format, &bytes).map_err(|m| GatewayError::MalformedBody {
+        wellformed::check_parsed(format, &bytes).map_err(|m| GatewayError::MalformedBody {
             message: m.0,
             expression: Some(root.to_owned()),
         })
     };
     let is_binary = route.resource_type == Some("Binary");
     let post = parts.method == Method::POST;
-    match (route.interaction, kind) {
+    let parsed = match (route.interaction, kind) {
         (i, BodyKind::Fhir(f)) if i.has_resource_body() => check(f),
         (Interaction::Patch | Interaction::ConditionalPatch, BodyKind::JsonPatch) => {
-            wellformed::check_json(&bytes).map_err(|m| GatewayError::MalformedBody {
-                message: m.0,
-                expression: None,
-            })
+            wellformed::check_json(&bytes)
+                .map(|()| None)
+                .map_err(|m| GatewayError::MalformedBody {
+                    message: m.0,
+                    expression: None,
+                })
         }
         // Binary content may be sent raw, in its own media type (R4 §3.1.0.1.10).
-        (i, BodyKind::Other) if i.has_resource_body() && is_binary => Ok(()),
+        (i, BodyKind::Other) if i.has_resource_body() && is_binary => Ok(None),
         (i, BodyKind::Missing) if i.has_resource_body() => Err(GatewayError::UnsupportedMediaType(
             "a Content-Type of application/fhir+json or application/fhir+xml is required".to_owned(),
         )),
@@ -545,17 +557,17 @@ async fn request_body(
             }
         ))),
         (Interaction::SearchType | Interaction::SearchSystem, k) if post => match k {
-            BodyKind::Form => Ok(()),
-            BodyKind::Missing if bytes.is_empty() => Ok(()),
+            BodyKind::Form => Ok(None),
+            BodyKind::Missing if bytes.is_empty() => Ok(None),
             _ => Err(GatewayError::UnsupportedMediaType(format!(
                 "Content-Type {} is not accepted for _search; use application/x-www-form-urlencoded",
                 content_type_text(parts)
             ))),
         },
         (Interaction::Operation, BodyKind::Fhir(f)) if post => check(f),
-        _ => Ok(()),
+        _ => Ok(None),
     }?;
-    Ok(bytes)
+    Ok((bytes, parsed))
 }
 
 fn content_type_text(parts: &Parts) -> String {
@@ -634,10 +646,18 @@ async fn response_filter(
             _ => None,
         };
         let bundle = route.interaction == Interaction::BatchOrTransaction;
-        // Parsed once, for anchoring and for marking a Bundle's entries.
-        let parsed = format.and_then(|f| crate::fhir::parse::parse_wellformed(f, &bytes).ok());
+        // A single JSON answer is anchored from its text; a Bundle or XML is parsed once, for
+        // anchoring and for marking a Bundle's entries.
+        let text = (format == Some(Format::Json) && !bundle)
+            .then(|| std::str::from_utf8(&bytes).ok())
+            .flatten();
+        let parsed = format
+            .filter(|_| text.is_none())
+            .and_then(|f| crate::fhir::parse::parse_wellformed(f, &bytes).ok());
+        let anchored =
+            anchor::anchor_write(gw, ledger, w, &parts.headers, parsed.as_ref(), text).await;
         let mut bytes = bytes;
-        match anchor::anchor_write(gw, ledger, w, &parts.headers, parsed.as_ref()).await {
+        match anchored {
             Ok(leaves) => {
                 if let Some(v) = anchor::leaf_header(&leaves, bundle) {
                     parts.headers.insert(anchor::LEAF_HEADER, v);

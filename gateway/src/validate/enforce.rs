@@ -16,7 +16,7 @@ use super::definitions::Definitions;
 use super::{is_valid, ValidateOptions, Validator};
 use crate::error::GatewayError;
 use crate::fhir::outcome::Issue;
-use crate::fhir::parse::{parse_wellformed, ParseError};
+use crate::fhir::parse::{is_resource, parse_wellformed, ParseError};
 use crate::fhir::{Format, Interaction, OperationOutcome, Route};
 
 /// What to do with a write that fails validation.
@@ -141,12 +141,14 @@ pub fn write_root(route: &Route) -> Option<&'static str> {
 
 /// Validates a create, update or Bundle body, already checked well-formed, when its mode calls for it.
 /// `Ok(None)`: nothing to report; `Ok(Some)`: forward, and attach the findings to the response.
+/// `parsed`, when given, is the body's tree, already built by the well-formedness check.
 pub fn check_write(
     cfg: &ValidationConfig,
     validator: &Validator,
     route: &Route,
     format: Format,
     body: &[u8],
+    parsed: Option<&Value>,
 ) -> Result<Option<Findings>, GatewayError> {
     if matches!(
         route.interaction,
@@ -161,7 +163,17 @@ pub fn check_write(
     if skipped(cfg, root) {
         return Ok(None);
     }
-    let value = parse_body(format, body, root)?;
+    let owned;
+    let value = match parsed {
+        Some(v) => {
+            not_a_resource(is_resource(v), root)?;
+            v
+        }
+        None => {
+            owned = parse_body(format, body, root)?;
+            &owned
+        }
+    };
     let body_type = value
         .get("resourceType")
         .and_then(Value::as_str)
@@ -186,7 +198,12 @@ pub fn skipped(cfg: &ValidationConfig, root: &str) -> bool {
 
 /// Parses a body the request filter has already checked well-formed.
 pub fn parse_body(format: Format, body: &[u8], root: &str) -> Result<Value, GatewayError> {
-    parse_wellformed(format, body).map_err(|e| {
+    not_a_resource(parse_wellformed(format, body), root)
+}
+
+/// A parse failure as the client hears it: a malformed body, located at the resource's root.
+fn not_a_resource<T>(parsed: Result<T, ParseError>, root: &str) -> Result<T, GatewayError> {
+    parsed.map_err(|e| {
         let (ParseError::Malformed(message) | ParseError::NotAResource(message)) = e;
         GatewayError::MalformedBody {
             message,
