@@ -184,7 +184,7 @@ pub fn check_write(
             Some(format!("{body_type}.resourceType")),
         ));
     }
-    check_resource(cfg, validator, &value)
+    check_resource(cfg, validator, value)
 }
 
 /// Whether a write of `root` needs no validation at all under `cfg`.
