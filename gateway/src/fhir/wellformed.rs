@@ -11,8 +11,9 @@ use super::format::Format;
 
 /// Deepest element nesting accepted in an XML body.
 pub const MAX_XML_DEPTH: usize = 128;
-/// Deepest object/array nesting accepted in a JSON body. FHIR resources rarely pass 20.
-pub const MAX_JSON_DEPTH: usize = 128;
+/// Deepest object/array nesting accepted in a JSON body (serde_json's own limit: it refuses the 128th
+/// level). FHIR resources rarely pass 20.
+pub const MAX_JSON_DEPTH: usize = 127;
 
 /// Why a body is not well-formed. The message carries a position, never body content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,10 +49,16 @@ pub fn parse_json(body: &[u8]) -> Result<Value, Malformed> {
             e.valid_up_to()
         ))
     })?;
-    check_json_depth(body)?;
+    // The tree is built in full, so serde_json's own recursion limit (which stops short of ours)
+    // bounds the nesting; the depth is counted only to say where a body went too deep.
     serde_json::from_slice::<dup::Checked>(body)
         .map(|c| c.0)
         .map_err(|e| {
+            if e.to_string().starts_with("recursion limit exceeded") {
+                if let Err(deep) = check_json_depth(body) {
+                    return deep;
+                }
+            }
             // serde_json's messages name the problem and position but never echo content.
             Malformed(format!("malformed JSON: {e}"))
         })
@@ -64,6 +71,7 @@ mod dup {
     use std::fmt;
 
     use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::map::Entry;
     use serde_json::{Map, Number, Value};
 
     /// serde_json's name for a number kept in its lexical form (`arbitrary_precision`, on here).
@@ -127,14 +135,19 @@ mod dup {
                         .map(Value::Number)
                         .map_err(|_| de::Error::custom("invalid number"));
                 }
-                if out.contains_key(&k) {
-                    let name: String = k.chars().take(64).collect();
-                    return Err(de::Error::custom(format!(
-                        "duplicate member name \"{name}\""
-                    )));
+                // One hash per member: the entry is both the check and the slot.
+                match out.entry(k) {
+                    Entry::Occupied(o) => {
+                        let name: String = o.key().chars().take(64).collect();
+                        return Err(de::Error::custom(format!(
+                            "duplicate member name \"{name}\""
+                        )));
+                    }
+                    Entry::Vacant(slot) => {
+                        let Checked(v) = map.next_value()?;
+                        slot.insert(v);
+                    }
                 }
-                let Checked(v) = map.next_value()?;
-                out.insert(k, v);
             }
             Ok(Value::Object(out))
         }
@@ -143,8 +156,7 @@ mod dup {
 
 /// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`].
 ///
-/// `serde_json` skips values it ignores without its recursion limit, so depth is counted here, in one
-/// pass that knows where strings are; syntax is left to the parser.
+/// Counted in one pass that knows where strings are; syntax is left to the parser.
 fn check_json_depth(body: &[u8]) -> Result<(), Malformed> {
     let mut depth = 0usize;
     let mut in_string = false;
@@ -239,7 +251,19 @@ mod tests {
         assert!(check_json(br#"{"resourceType":"Patient""#).is_err());
         assert!(check_json(b"").is_err());
         let deep = "[".repeat(200) + &"]".repeat(200);
-        assert!(check_json(deep.as_bytes()).is_err());
+        let err = check_json(deep.as_bytes()).unwrap_err().0;
+        assert!(
+            err.contains("nested deeper than 127 levels at byte 127"),
+            "{err}"
+        );
+        let at = |n: usize| check_json(("[".repeat(n) + &"]".repeat(n)).as_bytes());
+        assert!(at(127).is_ok());
+        assert!(at(128)
+            .unwrap_err()
+            .0
+            .contains("nested deeper than 127 levels at byte 127"));
+        let huge = "[".repeat(100_000);
+        assert!(check_json(huge.as_bytes()).is_err());
         assert!(check_json(b"{\"a\":\"\xff\"}").is_err());
         let dup = check_json(
             br#"{"resourceType":"Patient","active":true,"x":{"a":1,"b":[{"c":1,"c":2}]}}"#,
