@@ -188,6 +188,29 @@ fn writes_are_anchored_proved_and_tampering_in_the_ehr_is_detected() {
     assert_eq!(r.status(), 200, "{:?}", r.text());
     leaves.push(r.headers()[LEAF].to_str().unwrap().parse().unwrap());
 
+    // Operators see the ledger's throughput and batching in the metrics.
+    let metrics = client()
+        .get(format!("{}/metrics", gw.root()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (entries, batches) = (
+        gauge("anchorgate_ledger_entries_committed"),
+        gauge("anchorgate_ledger_batches_committed"),
+    );
+    assert!(entries >= leaves.len() as u64, "{entries} entries");
+    assert!((1..=entries).contains(&batches), "{batches} batches");
+
     // A transaction: one leaf per entry that made a version or a deletion, '-' for the read.
     let doomed = create(
         base,

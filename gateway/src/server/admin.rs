@@ -49,6 +49,11 @@ pub async fn handle(
             }
         }
         _ => {
+            if let Some(ledger) = &gw.ledger {
+                let (entries, batches) = ledger.stats();
+                gw.metrics.ledger_entries.set(entries as i64);
+                gw.metrics.ledger_batches.set(batches as i64);
+            }
             let mut resp = Response::new(body::full(gw.metrics.encode()));
             resp.headers_mut().insert(
                 CONTENT_TYPE,

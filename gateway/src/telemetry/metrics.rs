@@ -65,6 +65,10 @@ pub struct Metrics {
     pub unindexed_consents: Counter<u64, AtomicU64>,
     /// Indexed consents whose content no longer matched the ledger (ignored; a security alert).
     pub consent_integrity_alerts: Counter<u64, AtomicU64>,
+    /// Ledger entries made durable since start (set from the sequencer when scraped).
+    pub ledger_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Ledger batches (one fsync each) since start: entries / batches is the mean batch size.
+    pub ledger_batches: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -125,6 +129,18 @@ impl Default for Metrics {
             "Indexed consents ignored because they no longer match their ledger commitment",
             consent_integrity_alerts.clone(),
         );
+        let ledger_entries = Gauge::default();
+        registry.register(
+            "ledger_entries_committed",
+            "Ledger entries made durable since start",
+            ledger_entries.clone(),
+        );
+        let ledger_batches = Gauge::default();
+        registry.register(
+            "ledger_batches_committed",
+            "Ledger batches made durable (one fsync each) since start",
+            ledger_batches.clone(),
+        );
         Self {
             registry,
             requests,
@@ -136,6 +152,8 @@ impl Default for Metrics {
             unanchored_writes,
             unindexed_consents,
             consent_integrity_alerts,
+            ledger_entries,
+            ledger_batches,
         }
     }
 }
