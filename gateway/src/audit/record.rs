@@ -78,10 +78,20 @@ impl DecisionRecord {
     /// The bytes committed to on the ledger: the record without its leaf (which the commitment
     /// cannot contain), in the canonical form.
     pub fn committed_bytes(&self) -> Vec<u8> {
-        let mut v = self.clone();
-        v.leaf = None;
-        let value = serde_json::to_value(&v).unwrap_or(Value::Null);
-        crate::fhir::canonical::canonical_bytes(&value)
+        let text = if self.leaf.is_none() {
+            serde_json::to_string(self)
+        } else {
+            serde_json::to_string(&DecisionRecord {
+                leaf: None,
+                ..self.clone()
+            })
+        };
+        // Canonicalised from its text: a record is written once per request, and building its tree
+        // first cost as much again (the bytes are the same; see `fhir::canonical::text`).
+        text.ok()
+            .and_then(|t| crate::fhir::canonical::text::canonical_from_text(&t, &|_| None).ok())
+            .map(|c| c.bytes)
+            .unwrap_or_default()
     }
 
     /// The store row.
@@ -100,5 +110,38 @@ impl DecisionRecord {
             leaf: self.leaf,
             record: serde_json::to_string(self).unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_bytes_are_the_canonical_form_of_the_record_without_its_leaf() {
+        let mut rec = DecisionRecord {
+            id: "0190-x".into(),
+            outcome: "permit".into(),
+            reasons: vec![
+                serde_json::json!({"kind": "consent", "consent": "c1", "path": "provision.provision[0]", "meta": {"versionId": "1"}}),
+            ],
+            patients: vec!["Patient/p".into()],
+            latency_us: 17,
+            ..DecisionRecord::default()
+        };
+        let tree = |r: &DecisionRecord| {
+            let mut v = serde_json::to_value(r).unwrap();
+            v["leaf"] = Value::Null;
+            crate::fhir::canonical::canonical_bytes(&v)
+        };
+        assert_eq!(rec.committed_bytes(), tree(&rec));
+        let before = rec.committed_bytes();
+        rec.leaf = Some(42);
+        assert_eq!(
+            rec.committed_bytes(),
+            before,
+            "the leaf is not committed to"
+        );
     }
 }
