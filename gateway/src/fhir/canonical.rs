@@ -35,6 +35,21 @@ pub fn canonical_hash(resource: &Value) -> [u8; 32] {
     Sha256::digest(canonical_bytes(resource)).into()
 }
 
+/// CANONICAL.md step 0 on a tree: every string value that `relative` answers for is replaced by its
+/// answer (see `server::anchor` for the rule that makes a URL under the base relative).
+pub fn relativise(v: &mut Value, relative: &dyn Fn(&str) -> Option<String>) {
+    match v {
+        Value::String(s) => {
+            if let Some(rest) = relative(s) {
+                *s = rest;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| relativise(i, relative)),
+        Value::Object(m) => m.values_mut().for_each(|i| relativise(i, relative)),
+        _ => {}
+    }
+}
+
 fn write_root(root: &Map<String, Value>, out: &mut Vec<u8>) {
     let meta = root.get("meta").and_then(Value::as_object).map(|m| {
         m.iter()

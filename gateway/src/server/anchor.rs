@@ -14,8 +14,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
 
 use super::readback;
-use crate::fhir::canonical::canonical_bytes;
 use crate::fhir::canonical::text::{canonical_from_text, Canonical};
+use crate::fhir::canonical::{canonical_bytes, relativise};
 use crate::fhir::{Format, Interaction, Route};
 use crate::ledger::entry::{delete_payload, EntryType};
 use crate::ledger::{AnchorRequest, Ledger};
@@ -372,19 +372,6 @@ fn relative_to(base: &url::Url) -> impl Fn(&str) -> Option<String> {
     move |s| {
         map.rewrite(s)
             .map(|rest| rest.strip_prefix('/').map(str::to_owned).unwrap_or(rest))
-    }
-}
-
-fn relativise(v: &mut Value, relative: &impl Fn(&str) -> Option<String>) {
-    match v {
-        Value::String(s) => {
-            if let Some(rest) = relative(s) {
-                *s = rest;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|i| relativise(i, relative)),
-        Value::Object(m) => m.values_mut().for_each(|i| relativise(i, relative)),
-        _ => {}
     }
 }
 

@@ -310,24 +310,12 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::fhir::canonical::canonical_bytes;
+    use crate::fhir::canonical::{canonical_bytes, relativise};
 
     /// The tree path: parse, relativise, canonicalise.
     fn by_tree(text: &str, relative: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
-        fn rel(v: &mut Value, relative: &dyn Fn(&str) -> Option<String>) {
-            match v {
-                Value::String(s) => {
-                    if let Some(r) = relative(s) {
-                        *s = r;
-                    }
-                }
-                Value::Array(a) => a.iter_mut().for_each(|i| rel(i, relative)),
-                Value::Object(m) => m.values_mut().for_each(|i| rel(i, relative)),
-                _ => {}
-            }
-        }
         let mut v: Value = serde_json::from_str(text).unwrap();
-        rel(&mut v, relative);
+        relativise(&mut v, relative);
         canonical_bytes(&v)
     }
 
