@@ -7,8 +7,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anchorgate_e2e::{
-    assert_outcome, client, faulty_upstream, free_port, get_in_background, superuser_token,
-    Gateway, GatewayOptions, Upstream,
+    answering_upstream, assert_outcome, client, faulty_upstream, free_port, get_in_background,
+    superuser_token, Gateway, GatewayOptions, Upstream,
 };
 
 fn post(
@@ -211,6 +211,28 @@ fn upstream_that_hangs_is_504_within_the_timeout() {
     assert_eq!(r.status(), 504);
     assert_outcome(&r.text().unwrap(), "timeout");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn an_upstream_answer_that_is_not_fhir_is_502() {
+    // Each is refused whether it is judged as a read or as a search.
+    let bodies = &[
+        r#"{"hello":"world"}"#,
+        "[1,2]",
+        r#"{"resourceType":""}"#,
+        "{not json",
+    ];
+    let port = answering_upstream(Some(Duration::ZERO), bodies);
+    let gw = Gateway::start(&format!("http://127.0.0.1:{port}/fhir"));
+    for (n, body) in bodies.iter().enumerate() {
+        for path in [format!("Patient/{n}"), format!("Patient?name={n}")] {
+            let r = client().get(format!("{}/{path}", gw.base)).send().unwrap();
+            assert_eq!(r.status(), 502, "{body} for {path}");
+            let text = r.text().unwrap();
+            assert_outcome(&text, "exception");
+            assert!(!text.contains("hello"), "{text}");
+        }
+    }
 }
 
 #[test]

@@ -575,6 +575,14 @@ pub fn assert_outcome(body: &str, code: &str) -> serde_json::Value {
 /// A misbehaving upstream on a free port, for fault tests: it accepts connections and reads the
 /// request head, then answers after `delay` with a small FHIR JSON body, or never when `delay` is `None`.
 pub fn faulty_upstream(delay: Option<Duration>) -> u16 {
+    answering_upstream(delay, &[r#"{"resourceType":"Patient","id":"slow"}"#])
+}
+
+/// An upstream on a free port that answers every request with one of `bodies` as
+/// `application/fhir+json` (whatever it holds) after `delay`, or never when `delay` is `None`. The
+/// body is `bodies[n]`, `n` the first digit in the request target (0 without one), so one upstream
+/// can serve several cases.
+pub fn answering_upstream(delay: Option<Duration>, bodies: &'static [&'static str]) -> u16 {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -590,11 +598,16 @@ pub fn faulty_upstream(delay: Option<Duration>) -> u16 {
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
+                let target = seen.split(|b| *b == b' ').nth(1).unwrap_or_default();
+                let n = target
+                    .iter()
+                    .find(|b| b.is_ascii_digit())
+                    .map_or(0, |d| usize::from(d - b'0'));
+                let body = bodies.get(n).copied().unwrap_or_default();
                 match delay {
                     None => std::thread::sleep(Duration::from_secs(3600)),
                     Some(d) => {
                         std::thread::sleep(d);
-                        let body = r#"{"resourceType":"Patient","id":"slow"}"#;
                         let _ = write!(
                             stream,
                             "HTTP/1.1 200 OK\r\ncontent-type: application/fhir+json\r\ncontent-length: {}\r\n\r\n{body}",

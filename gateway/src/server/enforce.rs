@@ -818,7 +818,11 @@ async fn judge_json(
     if guard.judge == Judge::Single {
         // A read: the upstream's bytes go out unchanged or not at all, so only what the decision
         // reads is parsed (the tree of a 3.6 KB Patient was a fifth of a read's CPU).
-        let Ok(res) = RawObject::parse(text) else {
+        // What is not plainly a resource goes through the tree, which refuses it as not FHIR.
+        let Some(res) = RawObject::parse(text)
+            .ok()
+            .filter(|r| r.str("resourceType").is_some_and(|t| !t.is_empty()))
+        else {
             return Ok(Judged::Tree);
         };
         let partial = decision_elements(&res)?;
