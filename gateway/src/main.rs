@@ -67,8 +67,10 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Write the decision records (all, or those matching --filter) to stdout as NDJSON or CSV,
-    /// oldest first. Reads the store of the configured data directory; safe while the gateway runs.
-    /// Exits 0 on success, 2 on a usage error or an unreadable store.
+    /// oldest first. Reads the store of the configured data directory; safe while the gateway runs,
+    /// though a running gateway stores decisions in batches, so its last 10 ms may not be there yet
+    /// (`GET /audit/decisions` waits for them). Exits 0 on success, 2 on a usage error or an
+    /// unreadable store.
     Export(AuditExportArgs),
 }
 
