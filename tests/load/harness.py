@@ -277,6 +277,7 @@ def cmd_report(a):
     rows = [json.loads(l) for l in open(a.results) if l.strip()]
     runs = [r for r in rows if "rps" in r]
     mem = {r["target"]: r for r in rows if r.get("kind") == "mem"}
+    ledger = [r for r in rows if r.get("kind") == "ledger"]
     # with several rounds: per (case, target, conns) the run with the median rps
     groups = {}
     for r in runs:
@@ -428,6 +429,17 @@ def cmd_report(a):
               f"{m.get('idle_rss_kb', 0) / 1024:.1f} MiB | {m['procs']} |")
     w("")
 
+    if ledger:
+        w("## Ledger batching\n")
+        w("Entries each gateway made durable over the whole run (a decision entry per request, a "
+          "resource-version entry per create) and the batches they went in: one fsync per batch.\n")
+        w("| gateway | entries | batches (fsyncs) | mean entries per batch |")
+        w("|---|---:|---:|---:|")
+        for r in ledger:
+            mean = r["entries"] / r["batches"] if r["batches"] else 0
+            w(f"| {r['target']} | {_fmt_int(r['entries'])} | {_fmt_int(r['batches'])} | {mean:.1f} |")
+        w("")
+
     w("## Targets\n")
     w(f"- Throughput: Anchorgate ≥ **0.9×** nginx peer-proxy requests/s (every case × concurrency).")
     w(f"- Latency: Anchorgate adds **< 1 ms** p99 over direct at moderate load "
@@ -463,6 +475,26 @@ def cmd_report(a):
     return 0
 
 
+# --------------------------------------------------------------------- ledger batching
+def cmd_ledger(a):
+    """One result line with a gateway's ledger counters (entries and batches made durable)."""
+    try:
+        status, _, body = http("GET", a.metrics_url, timeout=15)
+    except OSError as e:  # urllib's URLError included: the report just goes without the row
+        print(f"ledger counters of {a.target} unavailable: {e}", file=sys.stderr)
+        return
+    if status != 200:
+        return
+    got = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        for key, name in (("entries", "anchorgate_ledger_entries_committed "),
+                          ("batches", "anchorgate_ledger_batches_committed ")):
+            if line.startswith(name):
+                got[key] = int(float(line[len(name):].strip()))
+    if "entries" in got and "batches" in got:
+        print(json.dumps({"kind": "ledger", "target": a.target, **got}))
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -491,6 +523,9 @@ def main():
     p.add_argument("--wrk-ticks", type=int)
     p.add_argument("--wrk-output", required=True)
     p.set_defaults(f=cmd_record)
+    p = sub.add_parser("ledger")
+    p.add_argument("--target", required=True); p.add_argument("--metrics-url", required=True)
+    p.set_defaults(f=cmd_ledger)
     p = sub.add_parser("report")
     p.add_argument("--results", required=True); p.add_argument("--out", required=True)
     p.add_argument("--git-rev", default="?")

@@ -615,6 +615,11 @@ mem_line() { # target idle_kb pids...
 mem_line nginx "$IDLE_PEER_KB" $(nginx_pids "$PEER_PID") >>"$RESULTS"
 mem_line upstream "$IDLE_UP_KB" $(nginx_pids "$UP_PID") >>"$RESULTS"
 [ -n "$GW_PID" ] && mem_line anchorgate "$IDLE_GW_KB" "$GW_PID" >>"$RESULTS"
+# How the ledger batched (mean entries per fsync), from the gateways' own metrics.
+[ -n "$GW_PID" ] && python3 "$HERE/harness.py" ledger --target anchorgate \
+  --metrics-url "http://127.0.0.1:$GW_PORT/metrics" >>"$RESULTS" || true
+[ -n "$GW2_PID" ] && python3 "$HERE/harness.py" ledger --target anchorgate-noval \
+  --metrics-url "http://127.0.0.1:$GW2_PORT/metrics" >>"$RESULTS" || true
 is_alive "$PEER_PID" || die "nginx peer died during the run"
 [ -z "$GW_PID" ] || is_alive "$GW_PID" || die "anchorgate died during the run (see $TMP/gw/anchorgate.log)"
 
