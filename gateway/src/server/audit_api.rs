@@ -51,14 +51,23 @@ fn json_response(v: &Value) -> Response<Body> {
     r
 }
 
+/// How long a reviewer's query waits for the decisions queued before it.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs `f` on the decision store once every decision made before the call is stored: decisions
 /// are written in batches behind the responses, and a reviewer must see the one just made.
 async fn stored<T: Send + 'static>(
     gw: &Gateway,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, GatewayError> {
-    if let Err(e) = gw.enforcer.recorder.flush().await {
-        // What was written is still worth reading; the writer has logged the failure itself.
+    // Bounded: a reviewer still gets what is stored when the ledger is slow to take the batch.
+    let flushed = tokio::time::timeout(FLUSH_WAIT, gw.enforcer.recorder.flush()).await;
+    if let Some(e) = match flushed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(format!("not stored within {FLUSH_WAIT:?}")),
+    } {
+        // What was written is still worth reading; the writer has logged any failure itself.
         tracing::warn!(error = %e, "decision records queued before this query were not all stored");
     }
     gw.store
