@@ -14,7 +14,7 @@ use super::readback;
 use crate::error::GatewayError;
 use crate::fhir::format::body_kind;
 use crate::fhir::outcome::{Issue, IssueType, Severity};
-use crate::fhir::parse::{parse_wellformed, ParseError};
+use crate::fhir::parse::{as_resource, parse_wellformed, ParseError};
 use crate::fhir::{BodyKind, Interaction, OperationOutcome, Route};
 use crate::server::state::Gateway;
 use crate::validate::enforce::{self, Findings, ValidationMode};
@@ -29,13 +29,15 @@ pub struct Checked {
     pub if_match: Option<HeaderValue>,
 }
 
-/// Validates the result of a PATCH, or explains why it is refused.
+/// Validates the result of a PATCH, or explains why it is refused. `parsed` is the tree of a FHIR
+/// JSON body when the request filter already built it.
 pub async fn check(
     gw: &Gateway,
     parts: &Parts,
     route: &Route,
     query: Option<&str>,
     body: &Bytes,
+    parsed: Option<Value>,
 ) -> Result<Checked, GatewayError> {
     let cfg = &gw.config.validation;
     let Some(rt) = route.resource_type else {
@@ -52,7 +54,7 @@ pub async fn check(
                     expression: None,
                 }
             })?),
-            BodyKind::Fhir(f) => match parse_wellformed(f, body) {
+            BodyKind::Fhir(f) => match parsed.map_or_else(|| parse_wellformed(f, body), as_resource) {
             Ok(v) if v.get("resourceType").and_then(Value::as_str) == Some("Parameters") => {
                 Patch::FhirPath(v)
             }

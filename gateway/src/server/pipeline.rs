@@ -348,7 +348,15 @@ async fn fhir(
         route.interaction,
         Interaction::Patch | Interaction::ConditionalPatch
     ) {
-        let checked = patch::check(gw, &parts, &route, query.as_deref(), &body).await?;
+        let checked = patch::check(
+            gw,
+            &parts,
+            &route,
+            query.as_deref(),
+            &body,
+            parsed_body.take(),
+        )
+        .await?;
         findings = checked.findings;
         pin = checked.if_match;
     }
