@@ -176,8 +176,9 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         // Each member's value is written in place as it is read; its name and byte range are kept,
         // and the members are put in order once the object ends.
         let mut members: Vec<(Cow<'de, str>, Range<usize>)> = Vec::new();
+        let mut first = true;
         while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
-            if name == NUMBER_TOKEN && members.is_empty() && ctx.out.len() == start {
+            if std::mem::take(&mut first) && name == NUMBER_TOKEN {
                 // A number, kept in its lexical form (CANONICAL.md, step 4). serde_json's own tree
                 // reads a first member of this name the same way, and refuses what is not a number.
                 let lexical: String = map.next_value()?;
@@ -364,6 +365,12 @@ mod tests {
         assert_eq!(c.id.as_deref(), Some("b"));
         assert_eq!(c.version, None, "the last meta has no versionId");
         same(r#"{"meta":{"source":"s"},"meta":{"versionId":"1"}}"#);
+        // Only a first member of serde_json's number name is a number, as in its own tree; after a
+        // member dropped by step 2 it is an ordinary name.
+        same(
+            r#"{"resourceType":"Patient","meta":{"versionId":"1","$serde_json::private::Number":"5"}}"#,
+        );
+        same(r#"{"meta":{"versionId":"1"},"$serde_json::private::Number":"5"}"#);
     }
 
     #[test]
