@@ -738,14 +738,8 @@ fn serve(cfg: Config) -> ExitCode {
         let served = server::serve(gw.clone(), shutdown_signal()).await;
         // Drained: store the last requests' decisions, then sign what they anchored.
         let grace = gw.config.timeouts.shutdown_grace();
-        match tokio::time::timeout(grace, gw.enforcer.recorder.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "the last decision records could NOT be written")
-            }
-            Err(_) => tracing::error!(
-                "the last decision records were NOT written within the grace period"
-            ),
+        if let Err(e) = gw.enforcer.recorder.flush(grace).await {
+            tracing::error!(error = %e, "the last decision records could NOT be written");
         }
         if let Some(ledger) = &gw.ledger {
             ledger.shutdown();

@@ -69,9 +69,12 @@ impl Recorder {
         self.wait((Some(rec), None)).await
     }
 
-    /// Waits until every record queued before the call is stored.
-    pub async fn flush(&self) -> Result<(), String> {
-        self.wait((None, None)).await.map(drop)
+    /// Waits until every record queued before the call is stored, for at most `within`.
+    pub async fn flush(&self, within: Duration) -> Result<(), String> {
+        match tokio::time::timeout(within, self.wait((None, None))).await {
+            Ok(done) => done.map(drop),
+            Err(_) => Err(format!("not stored within {within:?}")),
+        }
     }
 
     async fn wait(&self, (rec, _): Job) -> Result<Option<u64>, String> {
@@ -215,14 +218,14 @@ mod tests {
             rec.record(record(&format!("d{i}"))).await;
         }
         // A reviewer's query flushes first: every decision made before it is visible.
-        rec.flush().await.unwrap();
+        rec.flush(Duration::from_secs(10)).await.unwrap();
         assert!((0..3).all(|i| stored(&store, &format!("d{i}"))));
         // An alert is stored before `record_durably` returns, whatever the window.
         rec.record(record("queued")).await;
         rec.record_durably(record("alert")).await.unwrap();
         assert!(stored(&store, "alert") && stored(&store, "queued"));
         // A flush with nothing queued answers at once.
-        rec.flush().await.unwrap();
+        rec.flush(Duration::from_secs(10)).await.unwrap();
         std::fs::remove_dir_all(dir).ok();
     }
 }

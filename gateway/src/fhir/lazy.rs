@@ -21,18 +21,7 @@ pub struct RawObject<'a> {
 
 impl<'de> Deserialize<'de> for RawObject<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Members;
-        impl<'de> Visitor<'de> for Members {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let members = members(map, |_, map| map.next_value())?;
-                Ok(RawObject { members })
-            }
-        }
-        d.deserialize_map(Members)
+        members(d, "a JSON object").map(|members| RawObject { members })
     }
 }
 
@@ -99,56 +88,67 @@ enum EntryMember<'a> {
     Resource(RawObject<'a>),
 }
 
-/// Reads an object's members, the value of each as `value` makes it from the member's name.
-fn members<'de, A: MapAccess<'de>, M>(
-    mut map: A,
-    mut value: impl FnMut(&str, &mut A) -> Result<M, A::Error>,
-) -> Result<Vec<(&'de str, M)>, A::Error> {
-    let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-    while let Some(k) = map.next_key::<&'de str>()? {
-        let v = value(k, &mut map)?;
-        out.push((k, v));
+/// A member value as one of these objects keeps it, read according to the member's name.
+trait Member<'de>: Sized {
+    fn read<A: MapAccess<'de>>(name: &str, map: &mut A) -> Result<Self, A::Error>;
+}
+
+impl<'de> Member<'de> for &'de RawValue {
+    fn read<A: MapAccess<'de>>(_: &str, map: &mut A) -> Result<Self, A::Error> {
+        map.next_value()
     }
-    Ok(out)
+}
+
+impl<'de> Member<'de> for EntryMember<'de> {
+    fn read<A: MapAccess<'de>>(name: &str, map: &mut A) -> Result<Self, A::Error> {
+        match name {
+            "resource" => map.next_value().map(EntryMember::Resource),
+            _ => map.next_value().map(EntryMember::Raw),
+        }
+    }
+}
+
+impl<'de> Member<'de> for BundleMember<'de> {
+    fn read<A: MapAccess<'de>>(name: &str, map: &mut A) -> Result<Self, A::Error> {
+        match name {
+            "entry" => map.next_value().map(BundleMember::Entries),
+            _ => map.next_value().map(BundleMember::Raw),
+        }
+    }
+}
+
+/// Reads one JSON object (`what`, for errors) as its members in document order.
+fn members<'de, D: Deserializer<'de>, M: Member<'de>>(
+    d: D,
+    what: &'static str,
+) -> Result<Vec<(&'de str, M)>, D::Error> {
+    struct Members<M>(&'static str, std::marker::PhantomData<M>);
+    impl<'de, M: Member<'de>> Visitor<'de> for Members<M> {
+        type Value = Vec<(&'de str, M)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            while let Some(k) = map.next_key::<&'de str>()? {
+                let v = M::read(k, &mut map)?;
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Members(what, std::marker::PhantomData))
 }
 
 impl<'de> Deserialize<'de> for SplitEntry<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = SplitEntry<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a Bundle entry")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let members = members(map, |k, map| match k {
-                    "resource" => map.next_value().map(EntryMember::Resource),
-                    _ => map.next_value().map(EntryMember::Raw),
-                })?;
-                Ok(SplitEntry { members })
-            }
-        }
-        d.deserialize_map(V)
+        members(d, "a Bundle entry").map(|members| SplitEntry { members })
     }
 }
 
 impl<'de> Deserialize<'de> for SplitBundle<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = SplitBundle<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a Bundle")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let members = members(map, |k, map| match k {
-                    "entry" => map.next_value().map(BundleMember::Entries),
-                    _ => map.next_value().map(BundleMember::Raw),
-                })?;
-                Ok(SplitBundle { members })
-            }
-        }
-        d.deserialize_map(V)
+        members(d, "a Bundle").map(|members| SplitBundle { members })
     }
 }
 

@@ -42,15 +42,15 @@ pub fn check_json(body: &[u8]) -> Result<(), Malformed> {
 /// Parses `body` as one JSON value, nested at most [`MAX_JSON_DEPTH`] deep, with no member name
 /// repeated in any object.
 pub fn parse_json(body: &[u8]) -> Result<Value, Malformed> {
-    // serde_json does not check UTF-8 inside strings it skips; RFC 8259 §8.1 requires UTF-8.
+    // RFC 8259 §8.1 requires UTF-8; checked up front so the error names the byte, not a token.
     std::str::from_utf8(body).map_err(|e| {
         Malformed(format!(
             "JSON is not valid UTF-8 at byte {}",
             e.valid_up_to()
         ))
     })?;
-    // The tree is built in full, so serde_json's own recursion limit (which stops short of ours)
-    // bounds the nesting; the depth is counted only to say where a body went too deep.
+    // The tree is built in full, so serde_json's own recursion limit (which is ours) bounds the
+    // nesting; the depth is counted only to say where a body went too deep.
     serde_json::from_slice::<dup::Checked>(body)
         .map(|c| c.0)
         .map_err(|e| {

@@ -170,10 +170,9 @@ fn single_item(
     if let Some(c) = text
         .and_then(|t| canonical_from_text(t, &base).ok())
         .filter(|c| {
-            c.resource_type
-                .as_deref()
-                .is_some_and(|t| !t.is_empty() && t != "OperationOutcome")
-                && c.id.is_some()
+            // As a tree must be to be parsed at all: a non-empty `resourceType`.
+            let rtype = c.resource_type.as_deref();
+            rtype.is_some_and(|t| !t.is_empty()) && is_stored(rtype, c.id.is_some())
         })
     {
         return Ok(Item::Canonical(c));
@@ -195,8 +194,15 @@ fn single_item(
 
 /// A resource as stored: not an OperationOutcome, with an id.
 fn is_stored_resource(v: &Value) -> bool {
-    v.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome")
-        && v.get("id").and_then(Value::as_str).is_some()
+    is_stored(
+        v.get("resourceType").and_then(Value::as_str),
+        v.get("id").and_then(Value::as_str).is_some(),
+    )
+}
+
+/// Whether a resource of type `rtype`, with an id or not, is one the upstream stored.
+fn is_stored(rtype: Option<&str>, has_id: bool) -> bool {
+    rtype != Some("OperationOutcome") && has_id
 }
 
 /// A location under the upstream base (or relative), as a path relative to it.
