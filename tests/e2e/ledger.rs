@@ -189,12 +189,7 @@ fn writes_are_anchored_proved_and_tampering_in_the_ehr_is_detected() {
     leaves.push(r.headers()[LEAF].to_str().unwrap().parse().unwrap());
 
     // Operators see the ledger's throughput and batching in the metrics.
-    let metrics = client()
-        .get(format!("{}/metrics", gw.root()))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = gw.metrics_text();
     let gauge = |name: &str| -> u64 {
         metrics
             .lines()

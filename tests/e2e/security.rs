@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use anchorgate_e2e::{
-    anonymous_client, client, client_as, consent_scenarios, mint, put_resources, Gateway,
-    GatewayOptions, Upstream,
+    anonymous_client, client, client_as, consent_scenarios, mint, put_resource, put_resources,
+    Gateway, GatewayOptions, Upstream,
 };
 use base64::Engine;
 use serde_json::{json, Value};
@@ -270,13 +270,7 @@ fn a_consent_tampered_in_the_store_is_ignored_and_raises_an_alert() {
         "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
         "provision": {"type": "permit", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}
     });
-    let r = client()
-        .put(format!("{}/Consent/c-tamper", gw.base))
-        .header("content-type", "application/fhir+json")
-        .body(consent.to_string())
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
+    put_resource(&gw.base, &consent);
     let a = dr("prac-a", "org-h1", &["TREAT"], json!({}));
     assert_eq!(get(&gw, "Observation/obs-o1", Some(&a)).0, 200);
 
@@ -411,13 +405,7 @@ fn ledger_operations_are_authorised_as_the_read_is() {
     // An Observation of pat-p written (and so anchored) through the gateway.
     let obs = json!({"resourceType": "Observation", "id": "obs-anchored-p", "status": "final",
         "code": {"text": "Anchored heart rate"}, "subject": {"reference": "Patient/pat-p"}});
-    let r = client()
-        .put(format!("{}/Observation/obs-anchored-p", gw.base))
-        .header("content-type", "application/fhir+json")
-        .body(obs.to_string())
-        .send()
-        .unwrap();
-    assert!(r.status().is_success());
+    let r = put_resource(&gw.base, &obs);
     let version = r.headers()["etag"]
         .to_str()
         .unwrap()
@@ -479,13 +467,7 @@ fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() 
         "provision": {"type": "permit", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}
     });
     let put = |c: &Value| {
-        let r = client()
-            .put(format!("{}/Consent/c-revoke", gw.base))
-            .header("content-type", "application/fhir+json")
-            .body(c.to_string())
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+        let r = put_resource(&gw.base, c);
         assert!(r.headers().get("x-anchorgate-leaf-index").is_some());
     };
     put(&consent);

@@ -503,19 +503,34 @@ pub fn client_as(token: &str) -> reqwest::blocking::Client {
 pub fn put_resources(base: &str, resources: &[serde_json::Value]) {
     let c = anonymous_client();
     for r in resources {
-        let url = format!(
-            "{base}/{}/{}",
-            r["resourceType"].as_str().unwrap(),
-            r["id"].as_str().unwrap()
-        );
-        let resp = c
-            .put(&url)
-            .header("content-type", "application/fhir+json")
-            .body(r.to_string())
-            .send()
-            .unwrap();
-        assert!(resp.status().is_success(), "PUT {url}: {}", resp.status());
+        put_with(&c, base, r);
     }
+}
+
+/// PUTs `resource` through a gateway at `base` as the superuser; asserts it succeeded and answers
+/// the response (its leaf index and ETag).
+pub fn put_resource(base: &str, resource: &serde_json::Value) -> reqwest::blocking::Response {
+    put_with(&client(), base, resource)
+}
+
+fn put_with(
+    c: &reqwest::blocking::Client,
+    base: &str,
+    r: &serde_json::Value,
+) -> reqwest::blocking::Response {
+    let url = format!(
+        "{base}/{}/{}",
+        r["resourceType"].as_str().unwrap(),
+        r["id"].as_str().unwrap()
+    );
+    let resp = c
+        .put(&url)
+        .header("content-type", "application/fhir+json")
+        .body(r.to_string())
+        .send()
+        .unwrap();
+    assert!(resp.status().is_success(), "PUT {url}: {}", resp.status());
+    resp
 }
 
 /// The consent scenarios file (`conformance/consent-scenarios/<name>`).
