@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean clone builds everything once: incremental caches would only cost disk (gigabytes here).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+step "disk"
+df -h . | tail -n 1
+rm -rf target/e2e
+
 step "test upstream (sekmet-fhir, cached virtualenv)"
 bash tests/upstream/sekmet.sh install
 
@@ -32,6 +38,10 @@ if [ -f target/conformance/rest-report.md ]; then
   step "REST pass-through conformance report"
   cat target/conformance/rest-report.md
 fi
+
+step "disk after the tests"
+df -h . | tail -n 1
+du -sh target 2>/dev/null || true
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' \

@@ -22,12 +22,36 @@ pub fn work_dir(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
-    let dir = target
-        .join("e2e")
-        .join(format!("{}-{name}", std::process::id()));
+    let e2e = target.join("e2e");
+    let dir = e2e.join(format!("{}-{name}", std::process::id()));
+    clean_at_exit(&e2e);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes this process's scratch directories once it has exited and its servers are reaped, so a test run
+/// does not leave gigabytes behind (a sekmet store alone is ~45 MB). `ANCHORGATE_KEEP_SCRATCH=1` keeps them
+/// for a post-mortem.
+fn clean_at_exit(e2e: &Path) {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("ANCHORGATE_KEEP_SCRATCH").is_some() {
+            return;
+        }
+        let me = std::process::id();
+        // Servers are killed within 3 s of our exit (reap_with_parent); wait a little longer.
+        let script = format!(
+            "while kill -0 {me} 2>/dev/null; do sleep 1; done; sleep 5; rm -rf \"$0\"/{me}-*"
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .arg(e2e)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    });
 }
 
 /// The `anchorgate` binary: `ANCHORGATE_BIN`, or the debug build, built once if missing or stale.
