@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anchorgate_e2e::{
-    client, gateway_bin, repo_root, venv_python, work_dir, Gateway, GatewayOptions, Upstream,
+    client, gateway_bin, python_verify, run, work_dir, Gateway, GatewayOptions, Upstream,
 };
 use serde_json::{json, Value};
 
@@ -110,29 +110,10 @@ fn wait_for_checkpoint(gw: &Gateway, size: u64) -> String {
 }
 
 /// Runs a command; (exit code, stdout and stderr).
-fn run(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// Runs `anchorgate ledger verify`.
 fn ledger_verify(args: &[&str], key: &str) -> (i32, String) {
     run(Command::new(gateway_bin())
         .args(["ledger", "verify", "--key", key])
-        .args(args))
-}
-
-/// Runs the independent Python verifier.
-fn python_verify(args: &[&str]) -> (i32, String) {
-    run(Command::new(venv_python())
-        .arg(repo_root().join("tests/ledger/verify_log.py"))
         .args(args))
 }
 

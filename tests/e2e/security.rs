@@ -508,9 +508,30 @@ fn a_revoked_consent_stops_applying_on_the_next_request_and_reviewers_see_why() 
     assert!(
         permit["explanation"]
             .to_string()
-            .contains("Consent/c-revoke"),
+            .contains("Consent/c-revoke version 1: provision Consent.provision says permit."),
         "{permit}"
     );
+    // The reviewer can prove the record offline with the independent verifier: its commitment, the
+    // entry, the inclusion proof and the signed checkpoint. A doctored record does not verify.
+    let dir = anchorgate_e2e::work_dir("decision-receipt");
+    let verify = |name: &str, doc: &Value| {
+        let file = dir.join(name);
+        std::fs::write(&file, doc.to_string()).unwrap();
+        anchorgate_e2e::python_verify(&[
+            "decision",
+            "--response",
+            file.to_str().unwrap(),
+            "--key",
+            &gw.verifier,
+        ])
+    };
+    let (code, out) = verify("permit.json", &permit);
+    assert_eq!(code, 0, "{out}");
+    let mut doctored = permit.clone();
+    doctored["decision"]["outcome"] = json!("deny");
+    let (code, out) = verify("doctored.json", &doctored);
+    assert_eq!(code, 1, "a doctored record must not verify: {out}");
+    assert!(out.contains("not the one anchored"), "{out}");
     let deny = get(format!("{}/audit/decisions/{deny_id}", gw.root()));
     assert_eq!(deny["decision"]["outcome"], "deny");
     assert_eq!(deny["decision"]["patients"], json!(["Patient/pat-p"]));

@@ -10,6 +10,7 @@ Subcommands (each prints one JSON line; exit 0 = verified, 1 = verification fail
   log      (--url BASE | --dir DIR) --key VKEY   whole log: checkpoint, entries, hash tiles, root
   proofs   --url BASE --key VKEY                 the gateway's inclusion/consistency proof endpoints
   receipt  --receipt FILE --resource FILE --key VKEY   an offline $receipt against a resource version
+  decision --response FILE --key VKEY             a decision record (/audit/decisions/{id}) against the log
   selftest                                       RFC 6962 vectors, Go signed-note example, JCS cases
 
 Python 3.11, standard library plus `cryptography` (Ed25519).
@@ -995,18 +996,22 @@ def read_file(path: str) -> bytes:
         raise UsageError(f"{path}: {e}") from None
 
 
+def parse_receipt_proof(text: str) -> tuple[bytes, bytes, int, list[bytes], bytes]:
+    """A receipt's c2sp.org/tlog-proof: (entry, salt, index, inclusion hashes, checkpoint note)."""
+    extra, index, hashes, cp_note = parse_tlog_proof(text)
+    if extra is None:
+        raise VerifyError("tlog-proof: no 'extra' line (entry || salt)")
+    if len(extra) != ENTRY_LEN + 32:
+        raise VerifyError(f"tlog-proof extra: {len(extra)} bytes, expected 42 + 32")
+    return extra[:ENTRY_LEN], extra[ENTRY_LEN:], index, hashes, cp_note
+
+
 def cmd_receipt(args) -> dict:
     vkey = VerifierKey(args.key)
     params = params_by_name(parse_json_exact(read_file(args.receipt)))
     resource = parse_json_exact(read_file(args.resource))
 
-    proof_text = param_value(params, "proof", "String")
-    extra, index, hashes, cp_note = parse_tlog_proof(proof_text)
-    if extra is None:
-        raise VerifyError("tlog-proof: no 'extra' line (entry || salt)")
-    if len(extra) != ENTRY_LEN + 32:
-        raise VerifyError(f"tlog-proof extra: {len(extra)} bytes, expected 42 + 32")
-    entry, salt = extra[:ENTRY_LEN], extra[ENTRY_LEN:]
+    entry, salt, index, hashes, cp_note = parse_receipt_proof(param_value(params, "proof", "String"))
     ty, t = check_entry(entry, index)
 
     if ty == 2:
@@ -1073,6 +1078,59 @@ def cmd_receipt(args) -> dict:
         out["canonical_sha256"] = sha256(canon).hex()
         out["canonical_bytes"] = len(canon)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Subcommand: decision
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_decision(args) -> dict:
+    """A decision record as GET /audit/decisions/{id} serves it, checked offline against the log: its
+    commitment recomputed from the record (leaf set to null, canonical form) and the proof's salt, the
+    entry hashed as a leaf, the inclusion proof walked to the signed checkpoint (LEDGER.md)."""
+    vkey = VerifierKey(args.key)
+    doc = parse_json_exact(read_file(args.response))
+    record = doc.get("decision") if isinstance(doc, dict) else None
+    if not isinstance(record, dict):
+        raise VerifyError("decision: not an /audit/decisions/{id} answer (no 'decision' object)")
+    proof = doc.get("proof")
+    if not isinstance(proof, dict) or not isinstance(proof.get("receipt"), str):
+        raise VerifyError(f"decision: no proof.receipt ({doc.get('proofUnavailable', 'no ledger proof served')})")
+    entry, salt, index, hashes, cp_note = parse_receipt_proof(proof["receipt"])
+    ty, t = check_entry(entry, index)
+    if ty != 4:
+        raise VerifyError(f"decision: the proof's entry is a {TYPE_NAMES[ty]} entry, not a decision")
+    leaf = record.get("leaf")
+    if not isinstance(leaf, Num) or leaf.text != str(index):
+        raise VerifyError(f"decision: the record names leaf {leaf!r}, the proof index {index}")
+    payload = canonical_bytes({**record, "leaf": None})
+    c = commitment(ty, salt, payload)
+    if c != entry[2:34]:
+        raise VerifyError(
+            f"commitment SHA-256(domain||salt||record) = {c.hex()} != entry commitment {entry[2:34].hex()}: "
+            "the record served is not the one anchored"
+        )
+    cp = verify_checkpoint(cp_note, vkey)
+    verify_inclusion(index, cp.size, leaf_hash(entry), hashes, cp.root)
+
+    # The answer's convenience copies must agree with the proof.
+    def field(name: str, length: int | None = None) -> bytes:
+        v = proof.get(name)
+        if not isinstance(v, str):
+            raise VerifyError(f"decision: proof.{name} missing")
+        return b64d(v, f"proof.{name}", length)
+
+    if field("committedSha256", 32) != sha256(payload):
+        raise VerifyError("decision: proof.committedSha256 is not the SHA-256 of the record's canonical form")
+    if field("entry") != entry or field("salt", 32) != salt:
+        raise VerifyError("decision: proof.entry or proof.salt differs from the receipt's extra")
+    leaf_index = proof.get("leafIndex")
+    if not isinstance(leaf_index, Num) or leaf_index.text != str(index) or proof.get("checkpoint", "").encode() != cp_note:
+        raise VerifyError("decision: proof.leafIndex or proof.checkpoint differs from the receipt")
+    if [b64d(h, "proof.inclusion") for h in proof.get("inclusion", [])] != hashes:
+        raise VerifyError("decision: proof.inclusion differs from the receipt's hashes")
+    return {"ok": True, "index": index, "type": "decision", "size": cp.size, "origin": cp.origin, "time": t}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1335,6 +1393,11 @@ def main(argv=None) -> int:
     p.add_argument("--base", help="the FHIR base the resource was read from (CANONICAL.md step 0)")
     p.add_argument("--key", required=True, help="verifier key")
     p.set_defaults(fn=cmd_receipt)
+
+    p = sub.add_parser("decision", help="verify a decision record (GET /audit/decisions/{id}) against the log")
+    p.add_argument("--response", required=True, help="the JSON answer of GET /audit/decisions/{id}")
+    p.add_argument("--key", required=True, help="verifier key")
+    p.set_defaults(fn=cmd_decision)
 
     p = sub.add_parser("selftest", help="check hashing, proofs, notes and JCS against published vectors")
     p.set_defaults(fn=cmd_selftest)

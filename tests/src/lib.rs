@@ -415,6 +415,26 @@ pub fn venv_python() -> PathBuf {
     cache.join("sekmet-venv/bin/python")
 }
 
+/// Runs `cmd` to completion: its exit code (-1 when killed) and its stdout and stderr together.
+pub fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Runs the independent Python ledger verifier (`tests/ledger/verify_log.py`).
+pub fn python_verify(args: &[&str]) -> (i32, String) {
+    run(Command::new(venv_python())
+        .arg(repo_root().join("tests/ledger/verify_log.py"))
+        .args(args))
+}
+
 /// The audience every test gateway is configured with (`identity.audience`), so one token works on all.
 pub const AUDIENCE: &str = "https://anchorgate.test/fhir";
 /// The test issuer's `iss`.

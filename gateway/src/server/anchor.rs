@@ -117,21 +117,26 @@ pub async fn anchor_write(
     let slots: Vec<bool> = prepared.iter().map(Option::is_some).collect();
     let reqs: Vec<AnchorRequest> = prepared.into_iter().flatten().collect();
     // Consent versions and deletions also change the consent index, once anchored.
-    let consent_changes: Vec<(usize, EntryType, String, Vec<u8>)> = reqs
+    type ConsentChange = (usize, EntryType, String, Option<String>, Vec<u8>);
+    let consent_changes: Vec<ConsentChange> = reqs
         .iter()
         .enumerate()
         .filter_map(|(n, r)| match &r.resource {
-            Some((t, id, _)) if t == "Consent" => Some((n, r.kind, id.clone(), r.payload.clone())),
+            Some((t, id, version)) if t == "Consent" => {
+                Some((n, r.kind, id.clone(), version.clone(), r.payload.clone()))
+            }
             _ => None,
         })
         .collect();
     let results = ledger.anchor_many(reqs).await.map_err(|e| e.to_string())?;
-    for (n, kind, id, payload) in consent_changes {
+    for (n, kind, id, version, payload) in consent_changes {
         let Some(Ok(leaf)) = results.get(n) else {
             continue;
         };
         let indexed = match kind {
-            EntryType::ConsentVersion => gw.consents.index(payload, *leaf).await.map(|_| ()),
+            EntryType::ConsentVersion => {
+                gw.consents.index(payload, version, *leaf).await.map(|_| ())
+            }
             _ => gw.consents.remove(&id, *leaf).await,
         };
         if let Err(e) = indexed {

@@ -4,7 +4,11 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
 use super::state::Gateway;
+use super::verify_op::Receipt;
 use crate::audit::{auditevent, query, DecisionRecord};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
@@ -120,24 +124,64 @@ async fn one(gw: &Gateway, id: &str) -> Result<Response<Body>, GatewayError> {
     let rec: DecisionRecord = serde_json::from_str(&raw)
         .map_err(|e| GatewayError::Internal(format!("a stored decision record: {e}")))?;
     let mut out = json!({"decision": rec, "explanation": explain(&rec)});
-    if let (Some(leaf), Some(ledger)) = (rec.leaf, &gw.ledger) {
-        let (cp, path) = super::verify_op::proof_for(ledger, leaf).await?;
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        out["proof"] = json!({
-            "leafIndex": leaf,
-            "treeSize": cp.checkpoint.size,
-            "checkpoint": cp.note,
-            "inclusion": path.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
-            "committedSha256": b64.encode(sha2_of(&rec.committed_bytes())),
-        });
+    if let (Some(_), Some(ledger)) = (rec.leaf, &gw.ledger) {
+        let key = id.to_owned();
+        let anchor = ledger.read(move |s| s.find("decision", &key, None)).await?;
+        let receipt = match anchor {
+            Some(a) => Receipt::of(ledger, &a).await.map_err(|e| match e {
+                GatewayError::NotFound(why) => why,
+                other => other.to_string(),
+            }),
+            None => Err("the ledger holds no anchor for this decision".to_owned()),
+        };
+        match receipt {
+            // Everything a reviewer needs to check the record offline: recompute the commitment from
+            // the record (its `leaf` set to null, canonical form) and the salt, compare it with the
+            // entry's, hash the entry as a leaf and walk the inclusion proof to the signed checkpoint
+            // (LEDGER.md, "Decision receipts"). The salt goes only to reviewers, who see the record.
+            Ok(r) => {
+                out["proof"] = json!({
+                    "leafIndex": r.leaf,
+                    "treeSize": r.checkpoint.checkpoint.size,
+                    "checkpoint": r.checkpoint.note,
+                    "inclusion": r.inclusion.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                    "entry": B64.encode(r.entry.encode()),
+                    "salt": B64.encode(r.salt),
+                    "committedSha256": B64.encode(r.canonical_sha256),
+                    "receipt": r.proof,
+                });
+            }
+            Err(why) => out["proofUnavailable"] = json!(why),
+        }
     }
     Ok(json_response(&out))
 }
 
-fn sha2_of(b: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).into()
+/// One reason, as a sentence: an engine reason (`policy::decision::Reason`: consent, default policy,
+/// organisation policy) or one the enforcement adds (`policy` with a `detail`).
+fn explain_reason(r: &Value) -> String {
+    let s = |k: &str| r.get(k).and_then(Value::as_str);
+    let effect = s("effect").unwrap_or("decided");
+    match s("kind") {
+        Some("consent") => format!(
+            "Consent/{} version {}: provision {} says {effect}.",
+            s("consent").unwrap_or("?"),
+            s("version").unwrap_or("(unknown)"),
+            s("provision").unwrap_or("?"),
+        ),
+        Some("default-policy") => {
+            format!("No active consent applied, so the default policy ({effect}) did.")
+        }
+        Some("policy") => format!(
+            "Organisation policy {} says {effect}{}.",
+            s("policy").unwrap_or("?"),
+            s("description")
+                .or_else(|| s("detail"))
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        ),
+        _ => r.to_string(),
+    }
 }
 
 /// A reviewer's reading of a decision, in sentences.
@@ -151,26 +195,7 @@ pub fn explain(rec: &DecisionRecord) -> Vec<String> {
         rec.outcome,
         rec.status
     )];
-    for r in &rec.reasons {
-        if let Some(c) = r.get("consent").and_then(Value::as_str) {
-            out.push(format!(
-                "Consent/{c} version {} provision {} says {}.",
-                r.get("version").and_then(Value::as_str).unwrap_or("?"),
-                r.get("path").and_then(Value::as_str).unwrap_or("?"),
-                r.get("effect").and_then(Value::as_str).unwrap_or("?"),
-            ));
-        } else if let Some(p) = r.get("policy").and_then(Value::as_str) {
-            out.push(format!(
-                "Organisation policy {p}{}.",
-                r.get("detail")
-                    .and_then(Value::as_str)
-                    .map(|d| format!(": {d}"))
-                    .unwrap_or_default()
-            ));
-        } else {
-            out.push(r.to_string());
-        }
-    }
+    out.extend(rec.reasons.iter().map(explain_reason));
     if rec.withheld > 0 {
         out.push(format!(
             "{} matching resource(s) were withheld.",
@@ -262,4 +287,53 @@ fn fhir_response(v: &Value, format: Format) -> Result<Response<Body>, GatewayErr
         http::HeaderValue::from_static("no-store"),
     );
     Ok(r)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::policy::consent::Effect;
+    use crate::policy::decision::{PolicyEffect, Reason};
+
+    #[test]
+    fn every_kind_of_reason_reads_as_a_sentence() {
+        let reasons = [
+            Reason::Consent {
+                consent: "c-1".into(),
+                version: Some("3".into()),
+                provision: "Consent.provision.provision[1]".into(),
+                effect: Effect::Deny,
+            },
+            Reason::DefaultPolicy {
+                effect: Effect::Permit,
+            },
+            Reason::Policy {
+                policy: "no-marketing".into(),
+                effect: PolicyEffect::Forbid,
+                description: Some("marketing is never a purpose here".into()),
+            },
+        ];
+        let rec = DecisionRecord {
+            reasons: reasons
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap())
+                .chain([
+                    serde_json::json!({"kind": "policy", "policy": "purpose-required",
+                    "effect": "forbid", "detail": "a request must name its purpose"}),
+                ])
+                .collect(),
+            ..DecisionRecord::default()
+        };
+        let text = explain(&rec);
+        assert_eq!(
+            &text[1..],
+            [
+                "Consent/c-1 version 3: provision Consent.provision.provision[1] says deny.",
+                "No active consent applied, so the default policy (permit) did.",
+                "Organisation policy no-marketing says forbid: marketing is never a purpose here.",
+                "Organisation policy purpose-required says forbid: a request must name its purpose.",
+            ]
+        );
+    }
 }

@@ -77,8 +77,14 @@ impl Consents {
         }
     }
 
-    /// Indexes one anchored consent version (`payload` is exactly what was committed to).
-    pub async fn index(&self, payload: Vec<u8>, leaf: u64) -> Result<String, ConsentError> {
+    /// Indexes one anchored consent version (`payload` is exactly what was committed to; `version` is
+    /// the `meta.versionId` it was anchored under, which the canonical payload leaves out).
+    pub async fn index(
+        &self,
+        payload: Vec<u8>,
+        version: Option<String>,
+        leaf: u64,
+    ) -> Result<String, ConsentError> {
         let v: Value = serde_json::from_slice(&payload)
             .map_err(|e| ConsentError::Unusable(format!("anchored consent is not JSON: {e}")))?;
         let id = str_at(&v, "/id").ok_or(ConsentError::Unusable("a Consent without id".into()))?;
@@ -88,7 +94,7 @@ impl Consents {
         let row = ConsentRow {
             id,
             patient: patient.clone(),
-            version: str_at(&v, "/meta/versionId"),
+            version,
             status: str_at(&v, "/status").unwrap_or_default(),
             leaf,
             body: payload,
@@ -155,7 +161,14 @@ impl Consents {
                     if patient_of(&resource).as_deref() == Some(patient) =>
                 {
                     match ConsentModel::compile(&resource) {
-                        Ok(m) => out.models.push(Arc::new(m)),
+                        Ok(mut m) => {
+                            // The stored body is the canonical form, which leaves out
+                            // `meta.versionId`: the version decisions name is the one indexed.
+                            if m.version.is_none() {
+                                m.version = row.version.as_deref().map(Arc::from);
+                            }
+                            out.models.push(Arc::new(m))
+                        }
                         Err(e) => {
                             tracing::warn!(consent = %row.id, error = %e, "consent not enforceable; ignored")
                         }
@@ -243,15 +256,16 @@ pub async fn import(
                 continue;
             }
             let payload = super::anchor::anchored_bytes(c, gw.upstream.base());
+            let version = str_at(c, "/meta/versionId");
             let leaf = ledger
                 .anchor(
                     EntryType::ConsentVersion,
                     &payload,
-                    Some(("Consent", &id, str_at(c, "/meta/versionId").as_deref())),
+                    Some(("Consent", &id, version.as_deref())),
                 )
                 .await?;
             gw.consents
-                .index(payload, leaf)
+                .index(payload, version, leaf)
                 .await
                 .map_err(|e| GatewayError::Internal(format!("consent import: {e}")))?;
             report.indexed += 1;

@@ -216,6 +216,56 @@ async fn verify(
     Ok(parameters(out))
 }
 
+/// What proves one anchored entry offline: the entry, its salt, the canonical payload's SHA-256, a
+/// checkpoint covering it and the c2sp.org/tlog-proof text that carries all of them.
+#[derive(Debug)]
+pub(crate) struct Receipt {
+    pub leaf: u64,
+    pub entry: Entry,
+    pub salt: [u8; 32],
+    pub canonical_sha256: Hash,
+    pub checkpoint: Arc<SignedCheckpoint>,
+    /// The inclusion proof in `checkpoint`.
+    pub inclusion: Vec<Hash>,
+    /// The c2sp.org/tlog-proof, `extra` = entry (42 bytes) ‖ salt (32 bytes) (LEDGER.md, "Receipts").
+    pub proof: String,
+}
+
+impl Receipt {
+    /// The receipt of `anchor`; 404 once its salt was erased, since nothing can link it any more.
+    pub(crate) async fn of(ledger: &Arc<Ledger>, anchor: &Anchor) -> Result<Self, GatewayError> {
+        let (Some(salt), Some(canonical_sha256)) = (anchor.salt, anchor.canonical_sha256) else {
+            return Err(GatewayError::NotFound(
+                "this entry's anchor was erased: no receipt can link it any more".into(),
+            ));
+        };
+        let entry = entry_of(ledger, anchor.leaf).await?;
+        let (checkpoint, path) = proof_for(ledger, anchor.leaf).await?;
+        let mut extra = entry.encode().to_vec();
+        extra.extend_from_slice(&salt);
+        let mut proof = format!(
+            "c2sp.org/tlog-proof@v1\nextra {}\nindex {}\n",
+            B64.encode(&extra),
+            anchor.leaf
+        );
+        for h in &path {
+            proof.push_str(&B64.encode(h));
+            proof.push('\n');
+        }
+        proof.push('\n');
+        proof.push_str(&checkpoint.note);
+        Ok(Receipt {
+            leaf: anchor.leaf,
+            entry,
+            salt,
+            canonical_sha256,
+            checkpoint,
+            inclusion: path,
+            proof,
+        })
+    }
+}
+
 /// The receipt of one anchored version, or (without `version`) of the latest entry anchored for the
 /// resource, which may be its deletion.
 async fn receipt(
@@ -236,36 +286,15 @@ async fn receipt(
                 None => format!("nothing was anchored for {rtype}/{id}"),
             })
         })?;
-    let (Some(salt), Some(canonical)) = (anchor.salt, anchor.canonical_sha256) else {
-        return Err(GatewayError::NotFound(
-            "this version's anchor was erased: no receipt can link it any more".into(),
-        ));
-    };
-    let entry = entry_of(ledger, anchor.leaf).await?;
-    let (cp, path) = proof_for(ledger, anchor.leaf).await?;
-    // extra = entry (42 bytes) ‖ salt (32 bytes): with the resource, all that is needed to rebuild
-    // the leaf (LEDGER.md, "Receipts").
-    let mut extra = entry.encode().to_vec();
-    extra.extend_from_slice(&salt);
-    let mut text = format!(
-        "c2sp.org/tlog-proof@v1\nextra {}\nindex {}\n",
-        B64.encode(&extra),
-        anchor.leaf
-    );
-    for h in &path {
-        text.push_str(&B64.encode(h));
-        text.push('\n');
-    }
-    text.push('\n');
-    text.push_str(&cp.note);
+    let r = Receipt::of(ledger, &anchor).await?;
     Ok(parameters(vec![
-        json!({"name": "proof", "valueString": text}),
-        json!({"name": "leafIndex", "valueString": anchor.leaf.to_string()}),
-        json!({"name": "entryType", "valueCode": entry.kind.name()}),
-        json!({"name": "entry", "valueBase64Binary": B64.encode(entry.encode())}),
-        json!({"name": "salt", "valueBase64Binary": B64.encode(salt)}),
-        json!({"name": "canonicalSha256", "valueBase64Binary": B64.encode(canonical)}),
-        json!({"name": "checkpoint", "valueString": cp.note}),
+        json!({"name": "proof", "valueString": r.proof}),
+        json!({"name": "leafIndex", "valueString": r.leaf.to_string()}),
+        json!({"name": "entryType", "valueCode": r.entry.kind.name()}),
+        json!({"name": "entry", "valueBase64Binary": B64.encode(r.entry.encode())}),
+        json!({"name": "salt", "valueBase64Binary": B64.encode(r.salt)}),
+        json!({"name": "canonicalSha256", "valueBase64Binary": B64.encode(r.canonical_sha256)}),
+        json!({"name": "checkpoint", "valueString": r.checkpoint.note}),
     ]))
 }
 
