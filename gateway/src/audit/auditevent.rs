@@ -126,7 +126,7 @@ fn authz(rec: &DecisionRecord, gateway: &str) -> Value {
                 "what": {"reference": what},
                 "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                 "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
-                "description": r.get("path").and_then(Value::as_str).unwrap_or_default(),
+                "description": r.get("provision").and_then(Value::as_str).unwrap_or_default(),
             }));
         }
     }
@@ -186,7 +186,16 @@ mod tests {
             interaction: "read".into(),
             outcome: "deny".into(),
             status: 404,
-            reasons: vec![json!({"consent": "c1", "version": "2", "path": "Consent.provision"})],
+            // A reason exactly as the engine writes it into the record.
+            reasons: vec![
+                serde_json::to_value(crate::policy::decision::Reason::Consent {
+                    consent: "c1".into(),
+                    version: Some("2".into()),
+                    provision: "Consent.provision.provision[0]".into(),
+                    effect: crate::policy::consent::Effect::Deny,
+                })
+                .unwrap(),
+            ],
             leaf: Some(42),
             ..Default::default()
         };
@@ -197,6 +206,10 @@ mod tests {
         assert_eq!(
             evs[0]["entity"][1]["what"]["reference"],
             "Consent/c1/_history/2"
+        );
+        assert_eq!(
+            evs[0]["entity"][1]["description"],
+            "Consent.provision.provision[0]"
         );
         assert_eq!(
             evs[0]["agent"][0]["purposeOfUse"][0]["coding"][0]["code"],

@@ -1,11 +1,10 @@
 //! Compliance endpoints: `/audit/decisions` (JSON, paged), `/audit/decisions/{id}` (with the explanation and the ledger proof), and `[base]/AuditEvent` searches and reads served from the decision records.
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
-
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 
 use super::state::Gateway;
 use super::verify_op::Receipt;
