@@ -94,8 +94,24 @@ impl DecisionRecord {
             .unwrap_or_default()
     }
 
-    /// The store row.
+    /// The store row, holding the record as `committed` (its [`Self::committed_bytes`], already made
+    /// to anchor it: the store reads the leaf back from its own column) or, without them, as JSON.
+    pub fn row_with(&self, committed: Option<Vec<u8>>) -> DecisionRow {
+        let record = committed
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| serde_json::to_string(self).unwrap_or_default());
+        DecisionRow {
+            record,
+            ..self.row_fields()
+        }
+    }
+
+    /// The store row, with the record as JSON.
     pub fn row(&self) -> DecisionRow {
+        self.row_with(None)
+    }
+
+    fn row_fields(&self) -> DecisionRow {
         DecisionRow {
             id: self.id.clone(),
             time: self.time_unix,
@@ -108,7 +124,7 @@ impl DecisionRecord {
             rtype: self.resource_type.clone(),
             patients: self.patients.clone(),
             leaf: self.leaf,
-            record: serde_json::to_string(self).unwrap_or_default(),
+            record: String::new(),
         }
     }
 }

@@ -136,12 +136,19 @@ async fn write(store: &Store, ledger: Option<&Arc<Ledger>>, batch: Vec<Job>) -> 
         return Ok(());
     }
     let mut failure = None;
+    // The committed form is made once: anchored, then stored as the record (the store adds the leaf
+    // back from its column when it is read), instead of serialising every record a second time.
+    let committed: Vec<Option<Vec<u8>>> = records
+        .iter()
+        .map(|r| ledger.is_some().then(|| r.committed_bytes()))
+        .collect();
     if let Some(ledger) = ledger {
         let reqs = records
             .iter()
-            .map(|r| AnchorRequest {
+            .zip(&committed)
+            .map(|(r, payload)| AnchorRequest {
                 kind: EntryType::Decision,
-                payload: r.committed_bytes(),
+                payload: payload.clone().unwrap_or_default(),
                 resource: Some(("decision".to_owned(), r.id.clone(), None)),
             })
             .collect();
@@ -157,7 +164,11 @@ async fn write(store: &Store, ledger: Option<&Arc<Ledger>>, batch: Vec<Job>) -> 
             Err(e) => failure = Some(format!("anchoring decisions: {e}")),
         }
     }
-    let rows: Vec<_> = records.iter().map(DecisionRecord::row).collect();
+    let rows: Vec<_> = records
+        .iter()
+        .zip(committed)
+        .map(|(r, c)| r.row_with(c))
+        .collect();
     // This thread does nothing else, so the insert runs here rather than on a blocking pool. A batch
     // holding a security alert (someone waits on it) is committed with a full fsync.
     let alert = waiters.iter().any(Option::is_some);

@@ -33,6 +33,10 @@ pub struct DecisionRow {
     pub record: String,
 }
 
+/// The record as served: the stored JSON with `leaf` from its column. The recorder stores the committed
+/// form, whose `leaf` is null (the commitment cannot hold its own leaf index).
+const RECORD: &str = "json_set(d.record, '$.leaf', d.leaf)";
+
 /// Inserts a batch of decisions in one transaction.
 pub fn insert(conn: &mut Connection, rows: &[DecisionRow]) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
@@ -97,7 +101,7 @@ pub struct Query {
 
 /// One page of records, oldest first: (sequence number, record JSON).
 pub fn query(conn: &Connection, q: &Query) -> Result<Vec<(i64, String)>, StoreError> {
-    let mut sql = String::from("SELECT d.seq, d.record FROM decisions d WHERE 1 = 1");
+    let mut sql = format!("SELECT d.seq, {RECORD} FROM decisions d WHERE 1 = 1");
     let mut args: Vec<Box<dyn ToSql>> = Vec::new();
     let mut bind = |sql: &mut String, clause: &str, v: Box<dyn ToSql>| {
         args.push(v);
@@ -144,7 +148,8 @@ pub fn query(conn: &Connection, q: &Query) -> Result<Vec<(i64, String)>, StoreEr
 
 /// One record by its decision id.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT record FROM decisions WHERE id = ?1")?;
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {RECORD} FROM decisions d WHERE id = ?1"))?;
     let mut rows = stmt.query([id])?;
     Ok(match rows.next()? {
         Some(r) => Some(r.get(0)?),
@@ -252,7 +257,11 @@ mod tests {
                     },
                 )?;
                 assert_eq!(page2.len(), 1);
-                assert_eq!(get(c, "d2")?.as_deref(), Some("{\"id\":\"d2\"}"));
+                // The record comes back with its leaf from the column.
+                assert_eq!(
+                    get(c, "d2")?.as_deref(),
+                    Some("{\"id\":\"d2\",\"leaf\":20}")
+                );
                 Ok(())
             })
             .unwrap();
