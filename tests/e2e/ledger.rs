@@ -109,7 +109,6 @@ fn wait_for_checkpoint(gw: &Gateway, size: u64) -> String {
     }
 }
 
-/// Runs a command; (exit code, stdout and stderr).
 /// Runs `anchorgate ledger verify`.
 fn ledger_verify(args: &[&str], key: &str) -> (i32, String) {
     run(Command::new(gateway_bin())

@@ -17,12 +17,16 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR`, or `target/` in the repository.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
 /// Scratch space for this test process, under `target/e2e/`.
 pub fn work_dir(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let e2e = target.join("e2e");
+    let e2e = target_dir().join("e2e");
     let dir = e2e.join(format!("{}-{name}", std::process::id()));
     clean_at_exit(&e2e);
     let _ = std::fs::remove_dir_all(&dir);
@@ -68,10 +72,7 @@ pub fn gateway_bin() -> PathBuf {
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building anchorgate failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target"));
-        target.join("debug").join("anchorgate")
+        target_dir().join("debug").join("anchorgate")
     })
     .clone()
 }

@@ -98,20 +98,9 @@ impl DecisionRecord {
     /// to anchor it: the store reads the leaf back from its own column) or, without them, as JSON.
     pub fn row_with(&self, committed: Option<Vec<u8>>) -> DecisionRow {
         let record = committed
+            .filter(|b| !b.is_empty())
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_else(|| serde_json::to_string(self).unwrap_or_default());
-        DecisionRow {
-            record,
-            ..self.row_fields()
-        }
-    }
-
-    /// The store row, with the record as JSON.
-    pub fn row(&self) -> DecisionRow {
-        self.row_with(None)
-    }
-
-    fn row_fields(&self) -> DecisionRow {
         DecisionRow {
             id: self.id.clone(),
             time: self.time_unix,
@@ -124,8 +113,13 @@ impl DecisionRecord {
             rtype: self.resource_type.clone(),
             patients: self.patients.clone(),
             leaf: self.leaf,
-            record: String::new(),
+            record,
         }
+    }
+
+    /// The store row, with the record as JSON.
+    pub fn row(&self) -> DecisionRow {
+        self.row_with(None)
     }
 }
 

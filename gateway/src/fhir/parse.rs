@@ -47,8 +47,21 @@ pub fn parse_wellformed(format: Format, bytes: &[u8]) -> Result<Value, ParseErro
     as_resource(value)
 }
 
+/// The resource `bytes` hold: `parsed`, its tree when the request filter already built it, or else
+/// parsed now, with the same checks either way.
+pub fn resource_from(
+    parsed: Option<Value>,
+    format: Format,
+    bytes: &[u8],
+) -> Result<Value, ParseError> {
+    match parsed {
+        Some(v) => as_resource(v),
+        None => parse_wellformed(format, bytes),
+    }
+}
+
 /// `value` if it is a FHIR resource in JSON form (see [`is_resource`]).
-pub fn as_resource(value: Value) -> Result<Value, ParseError> {
+fn as_resource(value: Value) -> Result<Value, ParseError> {
     is_resource(&value).map(|()| value)
 }
 

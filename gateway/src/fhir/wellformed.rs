@@ -74,8 +74,7 @@ mod dup {
     use serde_json::map::Entry;
     use serde_json::{Map, Number, Value};
 
-    /// serde_json's name for a number kept in its lexical form (`arbitrary_precision`, on here).
-    const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+    use crate::fhir::SERDE_NUMBER_TOKEN as NUMBER_TOKEN;
 
     /// Any JSON value, checked for duplicate names at every level.
     pub struct Checked(pub Value);

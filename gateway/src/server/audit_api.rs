@@ -127,10 +127,13 @@ async fn one(gw: &Gateway, id: &str) -> Result<Response<Body>, GatewayError> {
         let key = id.to_owned();
         let anchor = ledger.read(move |s| s.find("decision", &key, None)).await?;
         let receipt = match anchor {
-            Some(a) => Receipt::of(ledger, &a).await.map_err(|e| match e {
-                GatewayError::NotFound(why) => why,
-                other => other.to_string(),
-            }),
+            // Erased: nothing links the record any more. Any other failure is the ledger's, and
+            // answered as such rather than passed off as a record without proof.
+            Some(a) => match Receipt::of(ledger, &a).await {
+                Ok(r) => Ok(r),
+                Err(GatewayError::NotFound(why)) => Err(why),
+                Err(e) => return Err(e),
+            },
             None => Err("the ledger holds no anchor for this decision".to_owned()),
         };
         match receipt {

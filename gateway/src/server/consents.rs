@@ -164,9 +164,7 @@ impl Consents {
                         Ok(mut m) => {
                             // The stored body is the canonical form, which leaves out
                             // `meta.versionId`: the version decisions name is the one indexed.
-                            if m.version.is_none() {
-                                m.version = row.version.as_deref().map(Arc::from);
-                            }
+                            m.version = row.version.as_deref().map(Arc::from);
                             out.models.push(Arc::new(m))
                         }
                         Err(e) => {

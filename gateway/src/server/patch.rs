@@ -14,7 +14,7 @@ use super::readback;
 use crate::error::GatewayError;
 use crate::fhir::format::body_kind;
 use crate::fhir::outcome::{Issue, IssueType, Severity};
-use crate::fhir::parse::{as_resource, parse_wellformed, ParseError};
+use crate::fhir::parse::{resource_from, ParseError};
 use crate::fhir::{BodyKind, Interaction, OperationOutcome, Route};
 use crate::server::state::Gateway;
 use crate::validate::enforce::{self, Findings, ValidationMode};
@@ -54,7 +54,7 @@ pub async fn check(
                     expression: None,
                 }
             })?),
-            BodyKind::Fhir(f) => match parsed.map_or_else(|| parse_wellformed(f, body), as_resource) {
+            BodyKind::Fhir(f) => match resource_from(parsed, f, body) {
             Ok(v) if v.get("resourceType").and_then(Value::as_str) == Some("Parameters") => {
                 Patch::FhirPath(v)
             }

@@ -292,10 +292,9 @@ async fn fhir(
     // A batch or transaction: parsed once (its body is already checked well-formed), authorised
     // entry by entry before any of it reaches the upstream, and kept for anchoring its versions.
     let request_bundle = match (route.interaction, kind) {
-        (Interaction::BatchOrTransaction, BodyKind::Fhir(f)) => match parsed_body.take() {
-            Some(v) => crate::fhir::parse::as_resource(v).ok(),
-            None => crate::fhir::parse::parse_wellformed(f, &body).ok(),
-        },
+        (Interaction::BatchOrTransaction, BodyKind::Fhir(f)) => {
+            crate::fhir::parse::resource_from(parsed_body.take(), f, &body).ok()
+        }
         _ => None,
     };
     if let (Some(g), Some(bundle)) = (guard.as_mut(), &request_bundle) {

@@ -15,9 +15,7 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{write_string, EXCLUDED_META};
-
-/// serde_json's name for a number kept in its lexical form (`arbitrary_precision`, on in this build).
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+use crate::fhir::SERDE_NUMBER_TOKEN as NUMBER_TOKEN;
 
 /// What anchoring needs from a resource's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
