@@ -230,7 +230,7 @@ def cmd_record(a):
 
 
 # -------------------------------------------------------------------- report
-TARGETS = ["direct", "nginx", "anchorgate", "anchorgate-noval", "anchorgate-noanchor"]
+TARGETS = ["direct", "nginx", "floor", "anchorgate", "anchorgate-noval", "anchorgate-noanchor"]
 ERR_KEYS = ["err_connect", "err_read", "err_write", "err_status", "err_timeout"]
 CASE_TITLES = {
     "read": "Patient read (`GET /fhir/Patient/{id}`)",
@@ -338,6 +338,7 @@ def cmd_report(a):
     verdicts = []
     overhead = []  # (conns, rps ratio enforce/off, cpu enforce, cpu off, +p50, noisy tag)
     anchoring = []  # (conns, rps ratio anchored/not, cpu anchored, cpu not, +p50, noisy tag)
+    floors = []  # (case, conns, floor/nginx, anchorgate/floor, floor cpu, anchorgate cpu, noisy tag)
 
     def tag_of(r):
         return " (noisy)" if any((y or {}).get("other_cpu", 0) > NOISY for y in r.values()) else ""
@@ -362,7 +363,7 @@ def cmd_report(a):
                 added = (x["p99_us"] - d["p99_us"]) if (d and t != "direct") else None
                 cpu = (f"{x['proxy_cpu_us_per_req']:.1f} ({x['proxy_cpu_util']:.2f})"
                        if x.get("proxy_cpu_us_per_req") is not None else "")
-                ratio = (x["rps"] / n["rps"]) if (n and n["rps"] and t.startswith("anchorgate")) else None
+                ratio = (x["rps"] / n["rps"]) if (n and n["rps"] and t not in ("direct", "nginx")) else None
                 name = f"**{t}**" if t == "anchorgate" else t
                 w(f"| {c} | {name} | {rps} | {_fmt_int(x['p50_us'])} | {_fmt_int(x['p99_us'])} "
                   f"| {'' if added is None else f'{added:+,}'} | {cpu} "
@@ -385,6 +386,10 @@ def cmd_report(a):
                 if ratio is not None and t == "anchorgate":
                     verdicts.append((case, c, "throughput ≥ 0.9× nginx", ratio >= 0.9,
                                      f"{ratio:.2f}×{tag}"))
+                fl = r.get("floor")
+                if t == "anchorgate" and fl and fl["rps"] and n and n["rps"]:
+                    floors.append((case, c, fl["rps"] / n["rps"], x["rps"] / fl["rps"],
+                                   fl.get("proxy_cpu_us_per_req"), x.get("proxy_cpu_us_per_req"), tag))
                 if t == "anchorgate" and added is not None and c == moderate:
                     nadd = (n["p99_us"] - d["p99_us"]) if n else None
                     verdicts.append((case, c, "added p99 < 1 ms", added < 1000,
@@ -414,6 +419,19 @@ def cmd_report(a):
                "commitment appended and fsynced before the response) and `anchorgate-noanchor` (validation "
                "off, `[ledger] enabled = false`), same binary and placement. The canned upstream gives every "
                "create a new id, so every request is a new ledger entry.", "anchored", "not")
+    if floors:
+        w("## Against the floor\n")
+        w("`floor` is `gateway/examples/floor_proxy.rs`: hyper's server and pooled client on one "
+          "current-thread runtime with mimalloc, collecting each upstream response whole before sending "
+          "it on (as a gateway that judges responses must), and doing nothing else: no identity, policy, "
+          "validation, URL rewriting or ledger. floor / nginx is the most any gateway built on these "
+          "crates can reach here; anchorgate / floor is what Anchorgate's own work costs on top.\n")
+        w("| case | conns | floor / nginx | anchorgate / floor | floor CPU µs/req | anchorgate CPU µs/req |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for case, c, fn, af, fc, ac, tag in floors:
+            w(f"| {case} | {c} | **{fn:.2f}×**{tag} | **{af:.2f}×** | "
+              f"{'' if fc is None else f'{fc:.1f}'} | {'' if ac is None else f'{ac:.1f}'} |")
+        w("")
     if any(sum(r.get(k, 0) for k in ERR_KEYS) for r in runs):
         w("⚠ = wrk counted socket errors or HTTP status ≥ 400 in that run; see raw results.\n")
 

@@ -19,6 +19,8 @@
 #   LOAD_SKIP_GATEWAY=1       only direct vs nginx (gateway not built/started)
 #   LOAD_SKIP_BUILD=1         use the existing target/release/anchorgate
 #   LOAD_GATEWAY_BIN=PATH     use this gateway binary instead (implies LOAD_SKIP_BUILD=1)
+#   LOAD_FLOOR=1              also time "floor": gateway/examples/floor_proxy.rs, a bare hyper proxy that
+#                             collects each response whole (the ceiling of any gateway on these crates)
 #   LOAD_ALLOW_LEAK=1         only warn (instead of failing) if the gateway leaks the upstream base
 #   LOAD_WORKERS=1            nginx peer worker_processes == ANCHORGATE_WORKER_THREADS
 #   LOAD_WRK_THREADS=1        wrk threads (capped at the connection count)
@@ -75,6 +77,8 @@ RETRIES=${LOAD_RETRIES:-2}
 ROUNDS=${LOAD_ROUNDS:-1}
 GW_BIN=${LOAD_GATEWAY_BIN:-$REPO/target/release/anchorgate}
 [ -n "${LOAD_GATEWAY_BIN:-}" ] && SKIP_BUILD=1
+FLOOR=${LOAD_FLOOR:-1}
+FLOOR_BIN=$REPO/target/release/examples/floor_proxy
 
 log() { printf '[load %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -235,8 +239,8 @@ DUR_S=$(dur_secs "$DURATION"); WARM_S=$(dur_secs "$WARMUP")
 if [ "$SKIP_GW" != 1 ]; then
   if [ "$SKIP_BUILD" != 1 ]; then
     command -v cargo >/dev/null || die "cargo not found (install Rust, or LOAD_SKIP_BUILD=1 with a prebuilt binary, or LOAD_SKIP_GATEWAY=1)"
-    log "building the gateway: cargo build --release -p anchorgate"
-    (cd "$REPO" && timeout "$BUILD_TIMEOUT" cargo build --release -p anchorgate) \
+    log "building the gateway: cargo build --release -p anchorgate --bin anchorgate --example floor_proxy"
+    (cd "$REPO" && timeout "$BUILD_TIMEOUT" cargo build --release -p anchorgate --bin anchorgate --example floor_proxy) \
       || die "gateway build failed: 'cargo build --release -p anchorgate' (LOAD_SKIP_GATEWAY=1 benchmarks direct vs nginx only)"
   fi
 fi
@@ -247,12 +251,13 @@ mkdir -p "$TMP"/{canned,upstream,peer,gw/data}
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-read -r UP_PORT PEER_PORT GW_PORT GW2_PORT GW3_PORT < <(python3 "$HERE/harness.py" ports 5)
+read -r UP_PORT PEER_PORT GW_PORT GW2_PORT GW3_PORT FLOOR_PORT < <(python3 "$HERE/harness.py" ports 6)
 UP_BASE=http://127.0.0.1:$UP_PORT/fhir
 PEER_BASE=http://127.0.0.1:$PEER_PORT/fhir
 GW_BASE=http://127.0.0.1:$GW_PORT/fhir
 GW2_BASE=http://127.0.0.1:$GW2_PORT/fhir
 GW3_BASE=http://127.0.0.1:$GW3_PORT/fhir
+FLOOR_BASE=http://127.0.0.1:$FLOOR_PORT/fhir
 log "temp dir $TMP; ports: upstream=$UP_PORT nginx=$PEER_PORT anchorgate=$GW_PORT; pinning=$PIN"
 
 # ---------------------------------------------------------- canned data
@@ -382,8 +387,22 @@ start_nginx peer "$TMP/peer/nginx.conf" "$CPU_PROXY"; PEER_PID=$LAST_PID
 wait_ready "$PEER_BASE/metadata" 10 "$PEER_PID" "$TMP/peer/error.log" "nginx peer proxy"
 log "nginx upstream (pid $UP_PID) and nginx peer proxy (pid $PEER_PID) up"
 
-# ---------------------------------------------------------- the gateway
+# ---------------------------------------------------------- the floor
 TARGETS="direct nginx"
+FLOOR_PID=""
+if [ "$FLOOR" = 1 ] && [ -x "$FLOOR_BIN" ]; then
+  pin_prefix "$CPU_PROXY"
+  "${PIN_CMD[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UP_PORT" >"$TMP/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  PIDS+=("$FLOOR_PID")
+  wait_ready "$FLOOR_BASE/metadata" 10 "$FLOOR_PID" "$TMP/floor.log" "floor proxy"
+  TARGETS="$TARGETS floor"
+  log "floor proxy (pid $FLOOR_PID) up"
+elif [ "$FLOOR" = 1 ]; then
+  log "no $FLOOR_BIN (cargo build --release --example floor_proxy): the floor is not timed"
+fi
+
+# ---------------------------------------------------------- the gateway
 GW_PID=""
 GW2_PID=""
 GW3_PID=""
@@ -428,7 +447,7 @@ else
   }
   start_gateway "$GW_PORT" "$GW_BASE" anchorgate
   GW_PID=$STARTED_PID
-  TARGETS="direct nginx anchorgate"
+  TARGETS="$TARGETS anchorgate"
   if [[ " $CASES " == *" create "* ]]; then
     # The write path's validation cost: the same binary and placement with validation off.
     printf '[validation]\nmode = "off"\n%s\n' "$IDENTITY_TOML" >"$TMP/gw/noval.toml"
@@ -450,6 +469,7 @@ base_of() {
   case $1 in
     direct) echo "$UP_BASE" ;;
     nginx) echo "$PEER_BASE" ;;
+    floor) echo "$FLOOR_BASE" ;;
     anchorgate) echo "$GW_BASE" ;;
     anchorgate-noval) echo "$GW2_BASE" ;;
     anchorgate-noanchor) echo "$GW3_BASE" ;;
@@ -459,6 +479,7 @@ proxy_pids_of() {
   case $1 in
     direct) echo "" ;;
     nginx) nginx_pids "$PEER_PID" ;;
+    floor) echo "$FLOOR_PID" ;;
     anchorgate) echo "$GW_PID" ;;
     anchorgate-noval) echo "$GW2_PID" ;;
     anchorgate-noanchor) echo "$GW3_PID" ;;
