@@ -40,7 +40,9 @@ async fn forward(
         .build()?;
     parts.headers.remove(http::header::HOST);
     let body = body.collect().await?.to_bytes();
-    let resp = client.request(Request::from_parts(parts, Full::new(body))).await?;
+    let resp = client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await?;
     let (parts, body) = resp.into_parts();
     // Collected in full, as a gateway that judges the response must.
     let body = body.collect().await?.to_bytes();

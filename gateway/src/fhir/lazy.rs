@@ -68,6 +68,8 @@ impl<'a> RawObject<'a> {
 #[derive(Debug)]
 pub struct SplitBundle<'a> {
     members: Vec<(&'a str, BundleMember<'a>)>,
+    /// The length of the text it was split from: what writing it back needs, give or take.
+    len: usize,
 }
 
 #[derive(Debug)]
@@ -148,7 +150,7 @@ impl<'de> Deserialize<'de> for SplitEntry<'de> {
 
 impl<'de> Deserialize<'de> for SplitBundle<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        members(d, "a Bundle").map(|members| SplitBundle { members })
+        members(d, "a Bundle").map(|members| SplitBundle { members, len: 0 })
     }
 }
 
@@ -187,7 +189,8 @@ fn write_members<T>(
 impl<'a> SplitBundle<'a> {
     /// Splits `text`, or `None` when it is not a Bundle this can split (callers parse it whole).
     pub fn parse(text: &'a str) -> Option<Self> {
-        let b: Self = serde_json::from_str(text).ok()?;
+        let mut b: Self = serde_json::from_str(text).ok()?;
+        b.len = text.len();
         let rtype = b.members.iter().rev().find_map(|(k, v)| match v {
             BundleMember::Raw(r) if *k == "resourceType" => {
                 serde_json::from_str::<&str>(r.get()).ok()
@@ -222,7 +225,7 @@ impl<'a> SplitBundle<'a> {
     /// when given.
     pub fn write_filtered(&self, keep: &[bool], links: Option<&[u8]>) -> Vec<u8> {
         let removed = keep.iter().any(|k| !*k);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.len + links.map_or(0, <[u8]>::len));
         write_members(&mut out, &self.members, |out, name, v| match (name, v) {
             ("total", _) if removed => false,
             (_, BundleMember::Entries(entries)) => {
@@ -288,8 +291,15 @@ impl<'a> SplitEntry<'a> {
 
 /// Writes `"name":` (escaped as JSON requires) to `out`.
 pub fn write_name(out: &mut Vec<u8>, name: &str) {
-    // A &str always serialises.
-    let _ = serde_json::to_writer(&mut *out, name);
+    // Element names are plain ASCII: copied as they are, without the serializer's per-byte escaping.
+    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+    } else {
+        // A &str always serialises.
+        let _ = serde_json::to_writer(&mut *out, name);
+    }
     out.push(b':');
 }
 

@@ -165,11 +165,13 @@ pub fn delete_payload(resource_type: &str, id: &str) -> Vec<u8> {
     format!("{resource_type}/{id}").into_bytes()
 }
 
-/// 32 random bytes from the operating system.
-pub fn fresh_salt() -> Result<[u8; 32], getrandom::Error> {
+/// 32 random bytes from rand's thread-local CSPRNG (ChaCha12, seeded and reseeded from the operating
+/// system): a salt per entry was a system call per request. Like the system call, it cannot fail once
+/// the OS generator works; when that does not, rand panics and the panic guard answers 500.
+pub fn fresh_salt() -> [u8; 32] {
     let mut salt = [0u8; 32];
-    getrandom::fill(&mut salt)?;
-    Ok(salt)
+    rand::fill(&mut salt[..]);
+    salt
 }
 
 /// An entry bundle (c2sp tlog-tiles): each entry prefixed by its length as a big-endian u16.

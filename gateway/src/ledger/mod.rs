@@ -73,7 +73,7 @@ impl AnchorRequest {
     /// The entry to append: a fresh salt, the commitment, and what the store keeps beside it.
     fn into_record(self) -> Result<Record, LedgerError> {
         use sha2::{Digest, Sha256};
-        let salt = entry::fresh_salt().map_err(|e| LedgerError::Io(format!("randomness: {e}")))?;
+        let salt = entry::fresh_salt();
         let (rtype, rid, version) = match self.resource {
             Some((t, i, v)) => (Some(t), Some(i), v),
             None => (None, None, None),

@@ -417,6 +417,12 @@ impl RequestEvaluation {
             })
     }
 
+    /// Whether every resource gets the same admission, whatever it holds: [`Self::admit`] then reads
+    /// no resource fact.
+    pub fn is_constant(&self) -> bool {
+        self.constant.is_some()
+    }
+
     /// Judges one resource of the request's response (or of a write's body).
     pub fn admit(&self, res: &ResourceFacts<'_>) -> Admission {
         if let Some(a) = &self.constant {
