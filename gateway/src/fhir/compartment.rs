@@ -6,8 +6,12 @@
 //! absolute (`https://h/fhir/Patient/x`) and versioned ones. Contained (`#x`) and `urn:` references
 //! cannot name a stored patient and are ignored, as are logical (identifier-only) references.
 
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::lazy::RawObject;
 use super::reference::{local_reference, split};
 
 #[path = "compartment_table.rs"]
@@ -49,6 +53,66 @@ pub fn patient_ids(resource: &Value) -> Vec<String> {
         collect(resource, path, &mut out);
     }
     out
+}
+
+/// [`patient_ids`] read straight from a resource's split text, without building trees: `None` when
+/// the text takes a shape this does not read (a member name with escapes), for callers to fall back
+/// on the tree. Gives exactly what [`patient_ids`] gives on the parsed resource otherwise.
+pub fn patient_ids_raw(resource_type: &str, resource: &RawObject<'_>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    if resource_type == "Patient" {
+        if let Some(id) = resource.get("id") {
+            if let Ok(id) = serde_json::from_str::<Cow<'_, str>>(id.get()) {
+                out.push(id.into_owned());
+            }
+        }
+    }
+    for path in paths(resource_type).unwrap_or_default() {
+        if let Some((head, rest)) = path.split_first() {
+            if let Some(v) = resource.get(head) {
+                collect_raw(v, rest, &mut out)?;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn collect_raw(v: &RawValue, path: &[&str], out: &mut Vec<String>) -> Option<()> {
+    match v.get().as_bytes().first() {
+        Some(b'[') => {
+            for item in serde_json::from_str::<Vec<&RawValue>>(v.get()).ok()? {
+                collect_raw(item, path, out)?;
+            }
+        }
+        Some(b'{') => {
+            let obj = RawObject::parse(v.get()).ok()?;
+            match path.split_first() {
+                Some((head, rest)) => {
+                    if let Some(child) = obj.get(head) {
+                        collect_raw(child, rest, out)?;
+                    }
+                }
+                None => {
+                    let reference = obj
+                        .get("reference")
+                        .and_then(|r| serde_json::from_str::<Cow<'_, str>>(r.get()).ok());
+                    let patient = reference
+                        .as_deref()
+                        .and_then(local_reference)
+                        .and_then(split)
+                        .filter(|(t, _)| *t == "Patient")
+                        .map(|(_, id)| id);
+                    if let Some(id) = patient {
+                        if !out.iter().any(|o| o == id) {
+                            out.push(id.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(())
 }
 
 fn collect(v: &Value, path: &[&str], out: &mut Vec<String>) {
@@ -108,6 +172,37 @@ mod tests {
         let p = json!({"resourceType": "Patient", "id": "p1",
             "link": [{"other": {"reference": "Patient/p9"}, "type": "seealso"}]});
         assert_eq!(patient_ids(&p), vec!["p1", "p9"]);
+    }
+
+    /// The text reader agrees with the tree reader, on ordinary and awkward shapes.
+    #[test]
+    fn raw_reader_agrees_with_the_tree_reader() {
+        let cases = [
+            r#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"performer":[{"reference":"Practitioner/x"},{"reference":"https://h/fhir/Patient/p2/_history/4"}]}"#,
+            r#"{"resourceType":"Patient","id":"p1","link":[{"other":{"reference":"Patient/p9"}}]}"#,
+            r#"{"resourceType":"Patient","id":"p\u0031","link":{"other":[{"reference":"Patient\/p9"}]}}"#,
+            r#"{"resourceType":"Appointment","participant":[{"actor":{"reference":"Patient/p1"}},[{"actor":{"reference":"Patient/p2"}}],{"actor":"Patient/p3"},{"actor":{"reference":7}}]}"#,
+            r#"{"resourceType":"Encounter","subject":{"reference":"Patient/a"},"subject":{"reference":"Patient/b"}}"#,
+            r#"{"resourceType":"Encounter","subject":{"reference":"Patient/a","reference":"Group/g"}}"#,
+            r#"{"resourceType":"Encounter","subject":[[{"reference":"Patient/a"}],null,true]}"#,
+            r##"{"resourceType":"Condition","subject":{"reference":"#p"},"asserter":{"reference":"urn:uuid:x"}}"##,
+            r#"{"resourceType":"Practitioner","id":"x"}"#,
+            r#"{"resourceType":"Patient","id":7}"#,
+        ];
+        for text in cases {
+            let tree: Value = serde_json::from_str(text).unwrap();
+            let raw = RawObject::parse(text).unwrap();
+            let rtype = tree["resourceType"].as_str().unwrap();
+            assert_eq!(
+                patient_ids_raw(rtype, &raw),
+                Some(patient_ids(&tree)),
+                "{text}"
+            );
+        }
+        // A member name with escapes is not read here: the caller parses the tree.
+        let escaped = r#"{"resourceType":"Encounter","subject":{"refer\u0065nce":"Patient/a"}}"#;
+        let raw = RawObject::parse(escaped).unwrap();
+        assert_eq!(patient_ids_raw("Encounter", &raw), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!  always:  a decision record, anchored as a decision entry
 //! ```
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -844,12 +845,31 @@ async fn judge_json(
         return Ok(Judged::Tree);
     };
     let mut keep = Vec::with_capacity(bundle.entries().len());
+    // Verdicts that depend only on the type and the patients (see `memoizable`): a page of one
+    // patient's Encounters is judged once, then each entry costs a look-up of whose it is.
+    let mut memo: HashMap<(&str, Vec<String>), bool> = HashMap::new();
     for e in bundle.entries() {
         let admit = match e.resource() {
             Some(res) if !e.is_outcome() => {
-                let partial = compartment_elements(res)?;
-                let raw = Some((res, Parsed::Compartment));
-                judge_one(gw, enf, guard, &mut evals, &partial, raw).await? == Verdict::Admit
+                let key = res
+                    .str("resourceType")
+                    .filter(|t| !t.is_empty())
+                    .and_then(|t| Some((t, compartment::patient_ids_raw(t, res)?)));
+                match key.as_ref().and_then(|k| memo.get(k)) {
+                    Some(admit) => *admit,
+                    None => {
+                        let partial = compartment_elements(res)?;
+                        let raw = Some((res, Parsed::Compartment));
+                        let admit = judge_one(gw, enf, guard, &mut evals, &partial, raw).await?
+                            == Verdict::Admit;
+                        if let Some(k) = key {
+                            if memoizable(guard, &evals, &k, &partial) {
+                                memo.insert(k, admit);
+                            }
+                        }
+                        admit
+                    }
+                }
             }
             _ => true,
         };
@@ -912,6 +932,46 @@ enum Parsed {
     Decision,
 }
 
+/// Whether [`judge_one`]'s verdict on a resource of type `rtype` whose patients are `patients` holds
+/// for every resource of that type and those patients: its scope reads nothing in it (no granular
+/// restriction), and consent and policy read nothing either (not patient data, or every patient's
+/// evaluation is constant). Judging such a resource again would also add nothing to the record: the
+/// same patients and the same reasons. `resource` (what was judged) must name the same patients.
+fn memoizable(
+    guard: &Guard,
+    evals: &Evals,
+    (rtype, patients): &(&str, Vec<String>),
+    resource: &Value,
+) -> bool {
+    let unrestricted = match &*scope_for(guard, rtype) {
+        ScopeDecision::Denied => true,
+        ScopeDecision::Granted { restrictions } => restrictions.is_empty(),
+    };
+    if !unrestricted || compartment::patient_ids(resource) != *patients {
+        return false;
+    }
+    if !compartment::is_compartment_type(rtype) {
+        return true;
+    }
+    let constant = |k: &Option<String>| evals.get(k).is_some_and(RequestEvaluation::is_constant);
+    if patients.is_empty() {
+        constant(&None)
+    } else {
+        patients
+            .iter()
+            .all(|p| constant(&Some(format!("Patient/{p}"))))
+    }
+}
+
+/// The token's scopes for reading `rtype`: the request's own decision for its own type, else checked.
+fn scope_for<'g>(guard: &'g Guard, rtype: &str) -> Cow<'g, ScopeDecision> {
+    if guard.record.resource_type.as_deref() == Some(rtype) {
+        Cow::Borrowed(&guard.scope)
+    } else {
+        Cow::Owned(guard.principal.scopes.check(rtype, Permission::Read))
+    }
+}
+
 /// The engine's evaluation of this request per patient (`None`: no patient), made once per answer.
 type Evals = HashMap<Option<String>, RequestEvaluation>;
 
@@ -940,11 +1000,7 @@ async fn judge_one(
         .and_then(Value::as_str)
         .unwrap_or_default();
     // Granular scopes are per type: re-check for entries of other types (`_include`, `$everything`).
-    let scope = if guard.record.resource_type.as_deref() == Some(rtype) {
-        guard.scope.clone()
-    } else {
-        guard.principal.scopes.check(rtype, Permission::Read)
-    };
+    let scope = scope_for(guard, rtype).into_owned();
     if let (Some((raw, _)), ScopeDecision::Granted { restrictions }) = (raw, &scope) {
         if !restrictions.is_empty() {
             let whole = full(raw)?;
