@@ -138,6 +138,7 @@ async fn write(store: &Store, ledger: Option<&Arc<Ledger>>, batch: Vec<Job>) -> 
     let mut failure = None;
     // The committed form is made once: anchored, then stored as the record (the store adds the leaf
     // back from its column when it is read), instead of serialising every record a second time.
+    records.iter_mut().for_each(DecisionRecord::sort_reasons);
     let committed: Vec<Option<Vec<u8>>> = records
         .iter()
         .map(|r| ledger.is_some().then(|| r.committed_bytes()))
