@@ -96,17 +96,7 @@ fn collect_raw(v: &RawValue, path: &[&str], out: &mut Vec<String>) -> Option<()>
                     let reference = obj
                         .get("reference")
                         .and_then(|r| serde_json::from_str::<Cow<'_, str>>(r.get()).ok());
-                    let patient = reference
-                        .as_deref()
-                        .and_then(local_reference)
-                        .and_then(split)
-                        .filter(|(t, _)| *t == "Patient")
-                        .map(|(_, id)| id);
-                    if let Some(id) = patient {
-                        if !out.iter().any(|o| o == id) {
-                            out.push(id.to_owned());
-                        }
-                    }
+                    push_patient(reference.as_deref(), out);
                 }
             }
         }
@@ -124,22 +114,23 @@ fn collect(v: &Value, path: &[&str], out: &mut Vec<String>) {
                     collect(child, rest, out);
                 }
             }
-            None => {
-                let patient = obj
-                    .get("reference")
-                    .and_then(Value::as_str)
-                    .and_then(local_reference)
-                    .and_then(split)
-                    .filter(|(t, _)| *t == "Patient")
-                    .map(|(_, id)| id);
-                if let Some(id) = patient {
-                    if !out.iter().any(|o| o == id) {
-                        out.push(id.to_owned());
-                    }
-                }
-            }
+            None => push_patient(obj.get("reference").and_then(Value::as_str), out),
         },
         _ => {}
+    }
+}
+
+/// Adds the patient a `reference` names, if it names one not already in `out`.
+fn push_patient(reference: Option<&str>, out: &mut Vec<String>) {
+    let patient = reference
+        .and_then(local_reference)
+        .and_then(split)
+        .filter(|(t, _)| *t == "Patient")
+        .map(|(_, id)| id);
+    if let Some(id) = patient {
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
+        }
     }
 }
 

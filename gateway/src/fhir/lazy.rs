@@ -268,6 +268,9 @@ impl<'a> SplitEntry<'a> {
     pub fn is_outcome(&self) -> bool {
         let search = self.members.iter().rev().find(|(k, _)| *k == "search");
         match search {
+            // Without the literal token there is no plain `"mode": "outcome"` (an escaped spelling
+            // is not read as one below either): most entries are settled without a parse.
+            Some((_, EntryMember::Raw(r))) if !r.get().contains("\"outcome\"") => false,
             Some((_, EntryMember::Raw(r))) => RawObject::parse(r.get())
                 .ok()
                 .is_some_and(|s| s.str("mode") == Some("outcome")),
