@@ -71,9 +71,19 @@ impl Suite {
     }
 
     /// The fixtures a request returns: one resource for a read; for a search, the patient's resources of
-    /// the type; for `$everything`, all of the patient's resources.
+    /// the type (or, with `_id`, the resources named); for `$everything`, all of the patient's resources.
     fn returned(&self, path: &str) -> (Vec<&Value>, bool) {
         if let Some((t, query)) = path.split_once('?') {
+            // `_id=a,b,...`: those resources, whoever's they are (a mixed answer).
+            if let Some(ids) = query.split('&').find_map(|kv| kv.strip_prefix("_id=")) {
+                let ids: Vec<&str> = ids.split(',').collect();
+                let hits = self
+                    .fixtures
+                    .iter()
+                    .filter(|r| r["resourceType"] == t && ids.iter().any(|i| r["id"] == *i))
+                    .collect();
+                return (hits, true);
+            }
             let patient = query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("subject=").or(kv.strip_prefix("patient=")))
@@ -180,6 +190,8 @@ fn run_file(path: &str, base: Option<&Suite>) -> Option<(usize, usize, usize)> {
                         break_glass |= a.break_glass;
                     } else {
                         assert!(!a.reasons.is_empty(), "{at}: a denial without reasons");
+                        // A whole patient denied in a mixed answer is removed from it too.
+                        removed = true;
                     }
                 }
                 removed |= decision.removed_any();
