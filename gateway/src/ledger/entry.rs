@@ -166,8 +166,9 @@ pub fn delete_payload(resource_type: &str, id: &str) -> Vec<u8> {
 }
 
 /// 32 random bytes from rand's thread-local CSPRNG (ChaCha12, seeded and reseeded from the operating
-/// system): a salt per entry was a system call per request. Like the system call, it cannot fail once
-/// the OS generator works; when that does not, rand panics and the panic guard answers 500.
+/// system): a salt per entry was a system call per request. It cannot fail once the OS generator
+/// works; when that does not, rand panics: on a request the panic guard answers 500, and in the
+/// decision recorder the thread stops, after which every record is refused and logged as not written.
 pub fn fresh_salt() -> [u8; 32] {
     let mut salt = [0u8; 32];
     rand::fill(&mut salt[..]);

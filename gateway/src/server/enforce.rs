@@ -831,7 +831,7 @@ async fn judge_json(
         else {
             return Ok(Judged::Tree);
         };
-        let partial = compartment_elements(&res)?;
+        let partial = elements(&res, Parsed::Compartment)?;
         let raw = Some((&res, Parsed::Compartment));
         return match judge_one(gw, enf, guard, &mut evals, &partial, raw).await? {
             Verdict::Admit => Ok(Judged::Unchanged),
@@ -858,7 +858,7 @@ async fn judge_json(
                 match key.as_ref().and_then(|k| memo.get(k)) {
                     Some(admit) => *admit,
                     None => {
-                        let partial = compartment_elements(res)?;
+                        let partial = elements(res, Parsed::Compartment)?;
                         let raw = Some((res, Parsed::Compartment));
                         let admit = judge_one(gw, enf, guard, &mut evals, &partial, raw).await?
                             == Verdict::Admit;
@@ -894,9 +894,20 @@ async fn judge_json(
     ))
 }
 
-/// The elements of `res` a decision reads (type, id, `meta`, the Patient-compartment paths and the
-/// decision facts): the whole resource when it names no type.
-fn decision_elements(res: &RawObject<'_>) -> Result<Value, GatewayError> {
+/// How much of a resource's text is parsed into the tree [`judge_one`] is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parsed {
+    /// The elements that say whose data it is (type, id and the Patient-compartment paths): all a
+    /// decision reads when every patient's evaluation is constant, the common case (no consent with
+    /// resource conditions). The rest is parsed only when an evaluation turns out to need it: building
+    /// the trees of every entry's facts was over a quarter of a 50-entry search's CPU.
+    Compartment,
+    /// Those and the decision facts (`meta`, codes, authors, the dated element).
+    Decision,
+}
+
+/// The elements of `res` that `parsed` names; the whole resource when it names no type.
+fn elements(res: &RawObject<'_>, parsed: Parsed) -> Result<Value, GatewayError> {
     let rtype = res.str("resourceType").unwrap_or_default();
     if rtype.is_empty() {
         return res.full().map_err(GatewayError::not_fhir);
@@ -905,31 +916,25 @@ fn decision_elements(res: &RawObject<'_>) -> Result<Value, GatewayError> {
         compartment::element_reader(rtype),
         facts::element_reader(rtype),
     );
-    res.partial(|k| patients(k) || decides(k))
-        .map_err(GatewayError::not_fhir)
+    res.partial(|k| {
+        matches!(k, "resourceType" | "id")
+            || patients(k)
+            || (parsed == Parsed::Decision && decides(k))
+    })
+    .map_err(GatewayError::not_fhir)
 }
 
-/// The elements of `res` that say whose data it is (type, id and the Patient-compartment paths): all
-/// a decision reads when every patient's evaluation is constant, the common case (no consent with
-/// resource conditions). The rest is parsed only when an evaluation turns out to need it: building
-/// the trees of every entry's facts was over a quarter of a 50-entry search's CPU.
-fn compartment_elements(res: &RawObject<'_>) -> Result<Value, GatewayError> {
-    let rtype = res.str("resourceType").unwrap_or_default();
-    if rtype.is_empty() {
-        return res.full().map_err(GatewayError::not_fhir);
+/// The keys of [`Evals`] a resource with these patients is judged under: one per patient, or, for a
+/// compartment resource naming none, `None` (no consents: the default and organisation policies decide).
+fn eval_keys(patients: &[String]) -> Vec<Option<String>> {
+    if patients.is_empty() {
+        vec![None]
+    } else {
+        patients
+            .iter()
+            .map(|p| Some(format!("Patient/{p}")))
+            .collect()
     }
-    let patients = compartment::element_reader(rtype);
-    res.partial(|k| matches!(k, "resourceType" | "id") || patients(k))
-        .map_err(GatewayError::not_fhir)
-}
-
-/// How much of a resource's text `judge_one` was given as a tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Parsed {
-    /// [`compartment_elements`].
-    Compartment,
-    /// [`decision_elements`].
-    Decision,
 }
 
 /// Whether [`judge_one`]'s verdict on a resource of type `rtype` whose patients are `patients` holds
@@ -953,14 +958,9 @@ fn memoizable(
     if !compartment::is_compartment_type(rtype) {
         return true;
     }
-    let constant = |k: &Option<String>| evals.get(k).is_some_and(RequestEvaluation::is_constant);
-    if patients.is_empty() {
-        constant(&None)
-    } else {
-        patients
-            .iter()
-            .all(|p| constant(&Some(format!("Patient/{p}"))))
-    }
+    eval_keys(patients)
+        .iter()
+        .all(|k| evals.get(k).is_some_and(RequestEvaluation::is_constant))
 }
 
 /// The token's scopes for reading `rtype`: the request's own decision for its own type, else checked.
@@ -1020,16 +1020,7 @@ async fn judge_one(
     let Ok(facts) = ResourceFacts::new(resource) else {
         return Ok(Verdict::Withhold);
     };
-    // A compartment resource naming no patient is judged with no consents: the default policy and
-    // the organisation policies decide.
-    let keys: Vec<Option<String>> = if patients.is_empty() {
-        vec![None]
-    } else {
-        patients
-            .iter()
-            .map(|p| Some(format!("Patient/{p}")))
-            .collect()
-    };
+    let keys = eval_keys(&patients);
     for key in &keys {
         if let Entry::Vacant(v) = evals.entry(key.clone()) {
             v.insert(evaluate(gw, enf, guard, key.as_deref()).await?);
@@ -1043,9 +1034,9 @@ async fn judge_one(
             return Box::pin(judge_one(gw, enf, guard, evals, &whole, None)).await;
         }
         if parsed == Parsed::Compartment && needs(|e| !e.is_constant()) {
-            let elements = decision_elements(raw)?;
+            let tree = elements(raw, Parsed::Decision)?;
             let raw = Some((raw, Parsed::Decision));
-            return Box::pin(judge_one(gw, enf, guard, evals, &elements, raw)).await;
+            return Box::pin(judge_one(gw, enf, guard, evals, &tree, raw)).await;
         }
     }
     let mut admit = true;
