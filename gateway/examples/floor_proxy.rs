@@ -7,9 +7,24 @@
 //! Its throughput against the nginx peer is the ceiling any gateway built on these crates can reach
 //! on this machine, which is what the gateway's own ratio should be read against (tests/load).
 //!
-//! Usage: `floor_proxy LISTEN_ADDR UPSTREAM_HOST:PORT` (plain HTTP only).
+//! With `--bound DIR` it becomes the harness's "bound" target: the floor plus the least work the
+//! issues mandate per request, each part done the cheapest way we know, so its ratio to nginx is an
+//! upper bound on what any implementation of those requirements can reach here:
+//! - a request body is parsed into a tree (validation needs one);
+//! - a response body gets one full JSON syntax pass (judging a Bundle's entries needs at least that);
+//! - every request's decision, and a create's stored version, get a salted SHA-256 commitment that a
+//!   group-committing thread makes durable (SQLite, WAL, `synchronous = FULL`: an fsync per batch);
+//!   a create's response waits for that, a read's decision is only queued (as Anchorgate queues every
+//!   decision but security alerts).
+//!
+//! Everything else Anchorgate does is left out: token checks, consent and policy, the validation rules,
+//! URL rewriting, the Merkle tree and tiles, the decision store's indexes, audit fields, telemetry.
+//!
+//! Usage: `floor_proxy LISTEN_ADDR UPSTREAM_HOST:PORT [--bound DIR]` (plain HTTP only).
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -20,32 +35,162 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rusqlite::{params, Connection};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Upstream = Client<HttpConnector, Full<Bytes>>;
 
+/// Commitments to make durable, and where to say the first one's index once they are.
+type Job = (Vec<[u8; 32]>, oneshot::Sender<Result<i64, String>>);
+
+/// The bound mode's per-request work, shared by all connections.
+#[derive(Clone)]
+struct Bound {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Bound {
+    /// Opens the record database in `dir` and starts its group-committing thread.
+    fn start(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let conn = Connection::open(dir.join("bound.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, commitment BLOB NOT NULL)",
+        )?;
+        let next: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(idx) + 1, 0) FROM records",
+            [],
+            |r| r.get(0),
+        )?;
+        let (jobs, rx) = mpsc::channel();
+        std::thread::spawn(move || commit_loop(conn, next, rx));
+        Ok(Self { jobs })
+    }
+
+    /// Queues `commitment` for the next batch without waiting for it.
+    fn enqueue(&self, commitment: [u8; 32]) -> Result<()> {
+        let (tx, _) = oneshot::channel();
+        self.jobs
+            .send((vec![commitment], tx))
+            .map_err(|_| anyhow::anyhow!("committer stopped"))
+    }
+
+    /// Makes `commitments` durable; the index of the first.
+    async fn append(&self, commitments: Vec<[u8; 32]>) -> Result<i64> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((commitments, tx))
+            .map_err(|_| anyhow::anyhow!("committer stopped"))?;
+        rx.await?.map_err(anyhow::Error::msg)
+    }
+}
+
+/// Group commit as Anchorgate's sequencer does it (no linger): everything queued while the last batch
+/// was being written goes into the next transaction.
+fn commit_loop(mut conn: Connection, mut next: i64, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let written = (|| -> rusqlite::Result<Vec<i64>> {
+            let tx = conn.transaction()?;
+            let mut firsts = Vec::with_capacity(batch.len());
+            {
+                let mut put =
+                    tx.prepare_cached("INSERT INTO records (idx, commitment) VALUES (?1, ?2)")?;
+                for (commitments, _) in &batch {
+                    firsts.push(next);
+                    for c in commitments {
+                        put.execute(params![next, &c[..]])?;
+                        next += 1;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(firsts)
+        })();
+        match written {
+            Ok(firsts) => {
+                for ((_, reply), idx) in batch.into_iter().zip(firsts) {
+                    let _ = reply.send(Ok(idx));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// SHA-256(domain ‖ 32-byte random salt ‖ payload), the shape of Anchorgate's commitments.
+fn commitment(payload: &[u8]) -> [u8; 32] {
+    let mut salt = [0u8; 32];
+    rand::fill(&mut salt[..]);
+    let mut h = Sha256::new();
+    h.update(b"anchorgate-bound\0");
+    h.update(salt);
+    h.update(payload);
+    h.finalize().into()
+}
+
+/// An answer for input the bound mode refuses, so a bad body is never timed as a success.
+fn refuse(status: http::StatusCode, what: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(what.to_owned())));
+    *r.status_mut() = status;
+    r
+}
+
 async fn forward(
     client: Upstream,
     authority: String,
+    bound: Option<Bound>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>> {
     let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let method = parts.method.clone();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     parts.uri = Uri::builder()
         .scheme("http")
         .authority(authority.as_str())
-        .path_and_query(path)
+        .path_and_query(path.as_str())
         .build()?;
     parts.headers.remove(http::header::HOST);
     let body = body.collect().await?.to_bytes();
+    if bound.is_some()
+        && !body.is_empty()
+        && serde_json::from_slice::<serde_json::Value>(&body).is_err()
+    {
+        return Ok(refuse(http::StatusCode::BAD_REQUEST, "malformed JSON"));
+    }
     let resp = client
         .request(Request::from_parts(parts, Full::new(body)))
         .await?;
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     // Collected in full, as a gateway that judges the response must.
     let body = body.collect().await?.to_bytes();
+    if let Some(bound) = bound {
+        if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+            return Ok(refuse(http::StatusCode::BAD_GATEWAY, "malformed upstream JSON"));
+        }
+        let decision = format!("{method} {path} {}", parts.status.as_u16());
+        let decision = commitment(decision.as_bytes());
+        if method == http::Method::POST && parts.status.is_success() {
+            // A created version is durable before the client hears of it (issue 4).
+            let leaf = bound.append(vec![commitment(&body), decision]).await?;
+            parts.headers.insert("x-bound-leaf", leaf.into());
+        } else {
+            // A decision is queued, as Anchorgate queues all but security alerts: written and fsynced
+            // in the committer's next batch, not waited for.
+            bound.enqueue(decision)?;
+        }
+    }
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
@@ -56,6 +201,11 @@ fn main() -> Result<()> {
         .context("usage: floor_proxy LISTEN_ADDR UPSTREAM_HOST:PORT")?
         .parse()?;
     let authority = args.next().context("missing UPSTREAM_HOST:PORT")?;
+    let bound = match (args.next().as_deref(), args.next()) {
+        (Some("--bound"), Some(dir)) => Some(Bound::start(Path::new(&dir))?),
+        (None, _) => None,
+        _ => anyhow::bail!("usage: floor_proxy LISTEN_ADDR UPSTREAM_HOST:PORT [--bound DIR]"),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -69,9 +219,11 @@ fn main() -> Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
-            let (client, authority) = (client.clone(), authority.clone());
+            let (client, authority, bound) = (client.clone(), authority.clone(), bound.clone());
             tokio::spawn(async move {
-                let svc = service_fn(move |req| forward(client.clone(), authority.clone(), req));
+                let svc = service_fn(move |req| {
+                    forward(client.clone(), authority.clone(), bound.clone(), req)
+                });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc);
                 if let Err(e) = conn.await {

@@ -230,7 +230,7 @@ def cmd_record(a):
 
 
 # -------------------------------------------------------------------- report
-TARGETS = ["direct", "nginx", "floor", "anchorgate", "anchorgate-noval", "anchorgate-noanchor"]
+TARGETS = ["direct", "nginx", "floor", "bound", "anchorgate", "anchorgate-noval", "anchorgate-noanchor"]
 ERR_KEYS = ["err_connect", "err_read", "err_write", "err_status", "err_timeout"]
 CASE_TITLES = {
     "read": "Patient read (`GET /fhir/Patient/{id}`)",
@@ -339,6 +339,7 @@ def cmd_report(a):
     overhead = []  # (conns, rps ratio enforce/off, cpu enforce, cpu off, +p50, noisy tag)
     anchoring = []  # (conns, rps ratio anchored/not, cpu anchored, cpu not, +p50, noisy tag)
     floors = []  # (case, conns, floor/nginx, anchorgate/floor, floor cpu, anchorgate cpu, noisy tag)
+    bounds = []  # (case, conns, bound/nginx, anchorgate/bound, bound cpu, anchorgate cpu, noisy tag)
 
     def tag_of(r):
         return " (noisy)" if any((y or {}).get("other_cpu", 0) > NOISY for y in r.values()) else ""
@@ -390,6 +391,10 @@ def cmd_report(a):
                 if t == "anchorgate" and fl and fl["rps"] and n and n["rps"]:
                     floors.append((case, c, fl["rps"] / n["rps"], x["rps"] / fl["rps"],
                                    fl.get("proxy_cpu_us_per_req"), x.get("proxy_cpu_us_per_req"), tag))
+                bd = r.get("bound")
+                if t == "anchorgate" and bd and bd["rps"] and n and n["rps"]:
+                    bounds.append((case, c, bd["rps"] / n["rps"], x["rps"] / bd["rps"],
+                                   bd.get("proxy_cpu_us_per_req"), x.get("proxy_cpu_us_per_req"), tag))
                 if t == "anchorgate" and added is not None and c == moderate:
                     nadd = (n["p99_us"] - d["p99_us"]) if n else None
                     verdicts.append((case, c, "added p99 < 1 ms", added < 1000,
@@ -431,6 +436,22 @@ def cmd_report(a):
         for case, c, fn, af, fc, ac, tag in floors:
             w(f"| {case} | {c} | **{fn:.2f}×**{tag} | **{af:.2f}×** | "
               f"{'' if fc is None else f'{fc:.1f}'} | {'' if ac is None else f'{ac:.1f}'} |")
+        w("")
+    if bounds:
+        w("## Against the bound\n")
+        w("`bound` is the floor proxy run with `--bound`: the floor plus the least per-request work "
+          "issues 4 and 5 mandate, each done the cheapest way: a request body parsed into a tree "
+          "(validation needs one), one JSON syntax pass over every response body (judging a Bundle's "
+          "entries needs at least that), and a salted SHA-256 commitment per decision and per created "
+          "version, group-committed to SQLite (WAL, `synchronous = FULL`); a create's response waits for its "
+          "batch to be durable, a read's decision is only queued, as Anchorgate does. No token check, consent, validation rules, URL rewriting, Merkle tree or decision "
+          "indexes. bound / nginx is therefore an upper bound on the ratio any implementation of the "
+          "issues can reach here; anchorgate / bound is how far Anchorgate is from it.\n")
+        w("| case | conns | bound / nginx | anchorgate / bound | bound CPU µs/req | anchorgate CPU µs/req |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for case, c, bn, ab, bc, ac, tag in bounds:
+            w(f"| {case} | {c} | **{bn:.2f}×**{tag} | **{ab:.2f}×** | "
+              f"{'' if bc is None else f'{bc:.1f}'} | {'' if ac is None else f'{ac:.1f}'} |")
         w("")
     if any(sum(r.get(k, 0) for k in ERR_KEYS) for r in runs):
         w("⚠ = wrk counted socket errors or HTTP status ≥ 400 in that run; see raw results.\n")

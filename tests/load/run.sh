@@ -20,7 +20,10 @@
 #   LOAD_SKIP_BUILD=1         use the existing target/release/anchorgate
 #   LOAD_GATEWAY_BIN=PATH     use this gateway binary instead (implies LOAD_SKIP_BUILD=1)
 #   LOAD_FLOOR=1              also time "floor": gateway/examples/floor_proxy.rs, a bare hyper proxy that
-#                             collects each response whole (the ceiling of any gateway on these crates)
+#                             collects each response whole (the ceiling of any gateway on these crates),
+#                             and "bound": the same proxy plus the least per-request work the issues
+#                             mandate (JSON parse of bodies, a durable salted commitment per decision and
+#                             per created version); see floor_proxy.rs
 #   LOAD_ALLOW_LEAK=1         only warn (instead of failing) if the gateway leaks the upstream base
 #   LOAD_WORKERS=1            nginx peer worker_processes == ANCHORGATE_WORKER_THREADS
 #   LOAD_WRK_THREADS=1        wrk threads (capped at the connection count)
@@ -251,13 +254,14 @@ mkdir -p "$TMP"/{canned,upstream,peer,gw/data}
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
 
-read -r UP_PORT PEER_PORT GW_PORT GW2_PORT GW3_PORT FLOOR_PORT < <(python3 "$HERE/harness.py" ports 6)
+read -r UP_PORT PEER_PORT GW_PORT GW2_PORT GW3_PORT FLOOR_PORT BOUND_PORT < <(python3 "$HERE/harness.py" ports 7)
 UP_BASE=http://127.0.0.1:$UP_PORT/fhir
 PEER_BASE=http://127.0.0.1:$PEER_PORT/fhir
 GW_BASE=http://127.0.0.1:$GW_PORT/fhir
 GW2_BASE=http://127.0.0.1:$GW2_PORT/fhir
 GW3_BASE=http://127.0.0.1:$GW3_PORT/fhir
 FLOOR_BASE=http://127.0.0.1:$FLOOR_PORT/fhir
+BOUND_BASE=http://127.0.0.1:$BOUND_PORT/fhir
 log "temp dir $TMP; ports: upstream=$UP_PORT nginx=$PEER_PORT anchorgate=$GW_PORT; pinning=$PIN"
 
 # ---------------------------------------------------------- canned data
@@ -390,6 +394,7 @@ log "nginx upstream (pid $UP_PID) and nginx peer proxy (pid $PEER_PID) up"
 # ---------------------------------------------------------- the floor
 TARGETS="direct nginx"
 FLOOR_PID=""
+BOUND_PID=""
 if [ "$FLOOR" = 1 ] && [ -x "$FLOOR_BIN" ]; then
   pin_prefix "$CPU_PROXY"
   "${PIN_CMD[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UP_PORT" >"$TMP/floor.log" 2>&1 &
@@ -398,6 +403,13 @@ if [ "$FLOOR" = 1 ] && [ -x "$FLOOR_BIN" ]; then
   wait_ready "$FLOOR_BASE/metadata" 10 "$FLOOR_PID" "$TMP/floor.log" "floor proxy"
   TARGETS="$TARGETS floor"
   log "floor proxy (pid $FLOOR_PID) up"
+  "${PIN_CMD[@]}" "$FLOOR_BIN" "127.0.0.1:$BOUND_PORT" "127.0.0.1:$UP_PORT" --bound "$TMP/bound" \
+    >"$TMP/bound.log" 2>&1 &
+  BOUND_PID=$!
+  PIDS+=("$BOUND_PID")
+  wait_ready "$BOUND_BASE/metadata" 10 "$BOUND_PID" "$TMP/bound.log" "bound proxy"
+  TARGETS="$TARGETS bound"
+  log "bound proxy (pid $BOUND_PID) up"
 elif [ "$FLOOR" = 1 ]; then
   log "no $FLOOR_BIN (cargo build --release --example floor_proxy): the floor is not timed"
 fi
@@ -470,6 +482,7 @@ base_of() {
     direct) echo "$UP_BASE" ;;
     nginx) echo "$PEER_BASE" ;;
     floor) echo "$FLOOR_BASE" ;;
+    bound) echo "$BOUND_BASE" ;;
     anchorgate) echo "$GW_BASE" ;;
     anchorgate-noval) echo "$GW2_BASE" ;;
     anchorgate-noanchor) echo "$GW3_BASE" ;;
@@ -480,6 +493,7 @@ proxy_pids_of() {
     direct) echo "" ;;
     nginx) nginx_pids "$PEER_PID" ;;
     floor) echo "$FLOOR_PID" ;;
+    bound) echo "$BOUND_PID" ;;
     anchorgate) echo "$GW_PID" ;;
     anchorgate-noval) echo "$GW2_PID" ;;
     anchorgate-noanchor) echo "$GW3_PID" ;;
