@@ -92,6 +92,27 @@ fn bench(c: &mut Criterion) {
     if let Some(patient) = corpus.iter().find(|r| r["resourceType"] == "Patient") {
         // What a create through the gateway validates (tests/load: the Synthea Patient, 3.6 KB).
         let text = serde_json::to_vec(patient).unwrap();
+        // The create path's passes over the same bytes, one by one (ARCHITECTURE.md, "The floor").
+        g.bench_function("synthea_patient_parse_value", |b| {
+            b.iter(|| serde_json::from_slice::<Value>(black_box(&text)).unwrap())
+        });
+        g.bench_function("synthea_patient_parse_checked", |b| {
+            b.iter(|| anchorgate::fhir::wellformed::parse_json(black_box(&text)).unwrap())
+        });
+        g.bench_function("synthea_patient_syntax_pass", |b| {
+            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&text)).unwrap())
+        });
+        let as_str = std::str::from_utf8(&text).unwrap();
+        g.bench_function("synthea_patient_canonical", |b| {
+            b.iter(|| {
+                anchorgate::fhir::canonical::text::canonical_from_text(black_box(as_str), &|_| None)
+                    .unwrap()
+            })
+        });
+        let tree: Value = serde_json::from_slice(&text).unwrap();
+        g.bench_function("synthea_patient_validate", |b| {
+            b.iter(|| black_box(v.validate(black_box(&tree))))
+        });
         g.bench_function("synthea_patient_parse_and_validate", |b| {
             b.iter(|| {
                 let v2: Value = serde_json::from_slice(black_box(&text)).unwrap();

@@ -63,11 +63,10 @@ impl Bound {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, commitment BLOB NOT NULL)",
         )?;
-        let next: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(idx) + 1, 0) FROM records",
-            [],
-            |r| r.get(0),
-        )?;
+        let next: i64 =
+            conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
+                r.get(0)
+            })?;
         let (jobs, rx) = mpsc::channel();
         std::thread::spawn(move || commit_loop(conn, next, rx));
         Ok(Self { jobs })
@@ -155,7 +154,11 @@ async fn forward(
 ) -> Result<Response<Full<Bytes>>> {
     let (mut parts, body) = req.into_parts();
     let method = parts.method.clone();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     parts.uri = Uri::builder()
         .scheme("http")
         .authority(authority.as_str())
@@ -177,7 +180,10 @@ async fn forward(
     let body = body.collect().await?.to_bytes();
     if let Some(bound) = bound {
         if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-            return Ok(refuse(http::StatusCode::BAD_GATEWAY, "malformed upstream JSON"));
+            return Ok(refuse(
+                http::StatusCode::BAD_GATEWAY,
+                "malformed upstream JSON",
+            ));
         }
         let decision = format!("{method} {path} {}", parts.status.as_u16());
         let decision = commitment(decision.as_bytes());
