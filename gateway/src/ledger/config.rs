@@ -30,6 +30,10 @@ pub struct LedgerConfig {
     pub checkpoint_interval_ms: u64,
     /// A cap on the store's size in bytes; reaching it behaves like a full disk.
     pub max_store_bytes: Option<u64>,
+    /// Keep the static mirror (`<dir>/log`, c2sp tlog-tiles files) up to date after each signing. The
+    /// gateway serves the same tiles from its store (`/ledger/tile/...`), so a deployment that does not
+    /// copy or host the files can turn it off: it writes two files per 256 entries (LEDGER.md).
+    pub mirror: bool,
 }
 
 impl Default for LedgerConfig {
@@ -43,6 +47,7 @@ impl Default for LedgerConfig {
             batch_linger_ms: 0,
             checkpoint_interval_ms: 1000,
             max_store_bytes: None,
+            mirror: true,
         }
     }
 }

@@ -22,6 +22,15 @@ pub enum MirrorError {
     Io(#[from] std::io::Error),
 }
 
+/// The tree size of the checkpoint the mirror in `root` holds (0 when it holds none), read from its
+/// `checkpoint` file: where the next export must start, so a failed or skipped export leaves no gap.
+pub fn exported_size(root: &Path) -> u64 {
+    fs::read_to_string(root.join("checkpoint"))
+        .ok()
+        .and_then(|note| note.lines().nth(1).and_then(|l| l.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// Writes the tiles that changed between trees of `old` and `new` leaves, then the checkpoint note.
 pub fn export(
     store: &Store,

@@ -16,7 +16,7 @@ pub mod tile;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -133,6 +133,10 @@ pub struct Ledger {
     refused: AtomicBool,
     stop: Arc<AtomicBool>,
     interval: Duration,
+    /// Whether the static mirror is kept (`ledger.mirror`).
+    mirror: bool,
+    /// The tree size the mirror holds: the next export starts there.
+    mirrored: AtomicU64,
 }
 
 /// Reads the signing key as configured.
@@ -232,6 +236,13 @@ impl Ledger {
             refused: AtomicBool::new(false),
             stop: Arc::new(AtomicBool::new(false)),
             interval: Duration::from_millis(cfg.checkpoint_interval_ms),
+            mirror: cfg.mirror,
+            // A mirror claiming more than the tree (another log's, or edited) is rewritten whole.
+            mirrored: AtomicU64::new(
+                Some(mirror::exported_size(&dir.join(MIRROR_DIR)))
+                    .filter(|&n| n <= size)
+                    .unwrap_or(0),
+            ),
         });
         ledger.record_key_change()?;
         // Sign at once: the first checkpoint (possibly of the empty tree) is published before any
@@ -462,7 +473,15 @@ impl Ledger {
     pub fn sign_pending(&self) -> Result<(), LedgerError> {
         let size = self.size();
         let last = self.checkpoint();
-        if last.as_ref().is_some_and(|c| c.checkpoint.size >= size) {
+        if let Some(c) = last.as_ref().filter(|c| c.checkpoint.size >= size) {
+            // Nothing to sign; a mirror left behind (a failed export, or newly enabled) catches up.
+            if self.mirror && self.mirrored.load(Ordering::SeqCst) < c.checkpoint.size {
+                let writer = self
+                    .cp_store
+                    .lock()
+                    .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))?;
+                self.update_mirror(&writer, c.checkpoint.size, &c.note);
+            }
             return Ok(());
         }
         let (root, consistent) = self.read_blocking(|s| {
@@ -502,14 +521,23 @@ impl Ledger {
             .lock()
             .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))?;
         writer.save_checkpoint(size, &root, &note)?;
-        let old = last.as_ref().map_or(0, |c| c.checkpoint.size);
-        if let Err(e) = mirror::export(&writer, &self.dir.join(MIRROR_DIR), old, size, &note) {
-            tracing::warn!(error = %e, "ledger mirror not updated");
+        if self.mirror {
+            self.update_mirror(&writer, size, &note);
         }
         if let Ok(mut g) = self.latest.write() {
             *g = Some(Arc::new(SignedCheckpoint { checkpoint, note }));
         }
         Ok(())
+    }
+
+    /// Brings the static mirror up to the checkpoint (`size`, `note`), from what it holds rather than
+    /// from the previous checkpoint, so the tiles of a failed export are written by the next one.
+    fn update_mirror(&self, writer: &Store, size: u64, note: &str) {
+        let from = self.mirrored.load(Ordering::SeqCst).min(size);
+        match mirror::export(writer, &self.dir.join(MIRROR_DIR), from, size, note) {
+            Ok(()) => self.mirrored.store(size, Ordering::SeqCst),
+            Err(e) => tracing::warn!(error = %e, "ledger mirror not updated"),
+        }
     }
 
     /// GDPR erasure: deletes the salts of every entry of a resource, so they can never again be linked

@@ -236,6 +236,67 @@ fn the_stored_tree_agrees_with_the_reference_and_survives_reopening() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `ledger.mirror = false` writes no mirror; turned on later, the mirror is written whole from the
+/// store at start (nothing new to sign), and it verifies as a complete log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_can_be_off_and_catches_up_when_turned_on() {
+    let dir = temp_dir("mirror");
+    let signer = NoteSigner::generate("test.example/log").unwrap();
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, signer.encode()).unwrap();
+    let off = LedgerConfig {
+        key_file: Some(key_file),
+        checkpoint_interval_ms: 3_600_000,
+        mirror: false,
+        ..LedgerConfig::default()
+    };
+    let ledger = Ledger::open(&off, &dir).unwrap();
+    for i in 0..300 {
+        let id = format!("p{i}");
+        ledger
+            .anchor(
+                EntryType::ResourceVersion,
+                b"{}",
+                Some(("Patient", &id, Some("1"))),
+            )
+            .await
+            .unwrap();
+    }
+    ledger.sign_pending().unwrap();
+    assert_eq!(ledger.checkpoint().unwrap().checkpoint.size, 301);
+    let root = dir.join(MIRROR_DIR);
+    assert!(!root.join("checkpoint").exists());
+    drop(ledger);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let on = LedgerConfig {
+        mirror: true,
+        ..off
+    };
+    let ledger = Ledger::open(&on, &dir).unwrap();
+    let cp = ledger.checkpoint().unwrap();
+    assert_eq!(cp.checkpoint.size, 301);
+    assert_eq!(
+        std::fs::read_to_string(root.join("checkpoint")).unwrap(),
+        cp.note
+    );
+    assert_eq!(mirror::exported_size(&root), 301);
+    assert_eq!(std::fs::read(root.join("tile/0/000")).unwrap().len(), 8192);
+    assert_eq!(
+        std::fs::read(root.join("tile/0/001.p/45")).unwrap().len(),
+        45 * 32
+    );
+    let report = verify::verify(
+        &verify::DirSource { root: root.clone() },
+        &signer.verifier(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(report.size, 301);
+    drop(ledger);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
     let dir = temp_dir("ledger");
