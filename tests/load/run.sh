@@ -24,6 +24,8 @@
 #                             and "bound": the same proxy plus the least per-request work the issues
 #                             mandate (JSON parse of bodies, a durable salted commitment per decision and
 #                             per created version); see floor_proxy.rs
+#   LOAD_GW_EXTRA_TOML=TOML   appended to the main gateway's configuration (experiments; noted nowhere
+#                             else in the report, so say what was set when quoting its figures)
 #   LOAD_ALLOW_LEAK=1         only warn (instead of failing) if the gateway leaks the upstream base
 #   LOAD_WORKERS=1            nginx peer worker_processes == ANCHORGATE_WORKER_THREADS
 #   LOAD_WRK_THREADS=1        wrk threads (capped at the connection count)
@@ -439,7 +441,8 @@ else
     "{\"iss\":\"https://issuer.load.test\",\"aud\":\"$LOAD_AUD\",\"sub\":\"load\",\"client_id\":\"load\",\"scope\":\"system/*.cruds\",\"extensions\":{\"hl7-b2b\":{\"organization_id\":\"Organization/org-h1\",\"purpose_of_use\":[\"TREAT\"]}}}") \
     || die "anchorgate token failed"
   export LOAD_TOKEN
-  printf '%s\n' "$IDENTITY_TOML" >"$TMP/gw/default.toml"
+  # LOAD_GW_EXTRA_TOML: more settings for the main gateway, for experiments (e.g. a ledger option).
+  printf '%s\n%s\n' "$IDENTITY_TOML" "${LOAD_GW_EXTRA_TOML:-}" >"$TMP/gw/default.toml"
   # start_gateway PORT BASE NAME [CONFIG]: one gateway on the proxy core; sets STARTED_PID.
   start_gateway() {
     local port=$1 base=$2 name=$3 config=${4:-$TMP/gw/default.toml}
