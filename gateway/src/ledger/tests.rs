@@ -236,19 +236,28 @@ fn the_stored_tree_agrees_with_the_reference_and_survives_reopening() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A fresh signing key written to `dir/key`, and a configuration that uses it and signs only when asked.
+fn keyed(dir: &std::path::Path) -> (NoteSigner, LedgerConfig) {
+    let signer = NoteSigner::generate("test.example/log").unwrap();
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, signer.encode()).unwrap();
+    let cfg = LedgerConfig {
+        key_file: Some(key_file),
+        checkpoint_interval_ms: 3_600_000,
+        ..LedgerConfig::default()
+    };
+    (signer, cfg)
+}
+
 /// `ledger.mirror = false` writes no mirror; turned on later, the mirror is written whole from the
 /// store at start (nothing new to sign), and it verifies as a complete log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mirror_can_be_off_and_catches_up_when_turned_on() {
     let dir = temp_dir("mirror");
-    let signer = NoteSigner::generate("test.example/log").unwrap();
-    let key_file = dir.join("key");
-    std::fs::write(&key_file, signer.encode()).unwrap();
+    let (signer, cfg) = keyed(&dir);
     let off = LedgerConfig {
-        key_file: Some(key_file),
-        checkpoint_interval_ms: 3_600_000,
         mirror: false,
-        ..LedgerConfig::default()
+        ..cfg
     };
     let ledger = Ledger::open(&off, &dir).unwrap();
     for i in 0..300 {
@@ -300,14 +309,7 @@ async fn the_mirror_can_be_off_and_catches_up_when_turned_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
     let dir = temp_dir("ledger");
-    let signer = NoteSigner::generate("test.example/log").unwrap();
-    let key_file = dir.join("key");
-    std::fs::write(&key_file, signer.encode()).unwrap();
-    let cfg = LedgerConfig {
-        key_file: Some(key_file),
-        checkpoint_interval_ms: 3_600_000,
-        ..LedgerConfig::default()
-    };
+    let (signer, cfg) = keyed(&dir);
     let ledger = Ledger::open(&cfg, &dir).unwrap();
     let mut leaves = Vec::new();
     for i in 0..10 {
