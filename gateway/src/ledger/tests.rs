@@ -249,6 +249,24 @@ fn keyed(dir: &std::path::Path) -> (NoteSigner, LedgerConfig) {
     (signer, cfg)
 }
 
+/// Anchors version 1 of Patients `p0`..`p{n-1}` (each `{}`); their leaf indices.
+async fn anchor_patients(ledger: &Arc<Ledger>, n: usize) -> Vec<u64> {
+    let mut leaves = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("p{i}");
+        let leaf = ledger
+            .anchor(
+                EntryType::ResourceVersion,
+                b"{}",
+                Some(("Patient", &id, Some("1"))),
+            )
+            .await
+            .unwrap();
+        leaves.push(leaf);
+    }
+    leaves
+}
+
 /// `ledger.mirror = false` writes no mirror; turned on later, the mirror is written whole from the
 /// store at start (nothing new to sign), and it verifies as a complete log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,17 +278,7 @@ async fn the_mirror_can_be_off_and_catches_up_when_turned_on() {
         ..cfg
     };
     let ledger = Ledger::open(&off, &dir).unwrap();
-    for i in 0..300 {
-        let id = format!("p{i}");
-        ledger
-            .anchor(
-                EntryType::ResourceVersion,
-                b"{}",
-                Some(("Patient", &id, Some("1"))),
-            )
-            .await
-            .unwrap();
-    }
+    anchor_patients(&ledger, 300).await;
     ledger.sign_pending().unwrap();
     assert_eq!(ledger.checkpoint().unwrap().checkpoint.size, 301);
     let root = dir.join(MIRROR_DIR);
@@ -311,19 +319,7 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
     let dir = temp_dir("ledger");
     let (signer, cfg) = keyed(&dir);
     let ledger = Ledger::open(&cfg, &dir).unwrap();
-    let mut leaves = Vec::new();
-    for i in 0..10 {
-        let id = format!("p{i}");
-        let leaf = ledger
-            .anchor(
-                EntryType::ResourceVersion,
-                b"{}",
-                Some(("Patient", &id, Some("1"))),
-            )
-            .await
-            .unwrap();
-        leaves.push(leaf);
-    }
+    let leaves = anchor_patients(&ledger, 10).await;
     // Leaf 0 is the key-event recording the signing key of a new log.
     assert_eq!(leaves, (1..11).collect::<Vec<_>>());
     let first = ledger.read(|s| s.entries(0, 1)).await.unwrap();
