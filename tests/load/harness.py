@@ -384,8 +384,9 @@ def cmd_report(a):
                     overhead.append((c, x["rps"] / v["rps"],
                                      x.get("proxy_cpu_us_per_req"), v.get("proxy_cpu_us_per_req"),
                                      x["p50_us"] - v["p50_us"], tag_of(r)))
-                if ratio is not None and t == "anchorgate":
-                    verdicts.append((case, c, "throughput ≥ 0.9× nginx", ratio >= 0.9,
+                if ratio is not None and t == "anchorgate" and case != "create":
+                    # DESIGN.md's gateway-overhead row; creates are judged by the write-path line.
+                    verdicts.append((case, c, "throughput ≥ 0.8× nginx", ratio >= 0.8,
                                      f"{ratio:.2f}×{tag}"))
                 fl = r.get("floor")
                 if t == "anchorgate" and fl and fl["rps"] and n and n["rps"]:
@@ -397,7 +398,7 @@ def cmd_report(a):
                                    bd.get("proxy_cpu_us_per_req"), x.get("proxy_cpu_us_per_req"), tag))
                 if t == "anchorgate" and added is not None and c == moderate:
                     nadd = (n["p99_us"] - d["p99_us"]) if n else None
-                    verdicts.append((case, c, "added p99 < 1 ms", added < 1000,
+                    verdicts.append((case, c, "added p99 < 2 ms", added < 2000,
                                      f"{added:+,} µs" + (f" (nginx {nadd:+,} µs)"
                                                          if nadd is not None else "") + tag))
         w("")
@@ -480,8 +481,9 @@ def cmd_report(a):
         w("")
 
     w("## Targets\n")
-    w(f"- Throughput: Anchorgate ≥ **0.9×** nginx peer-proxy requests/s (every case × concurrency).")
-    w(f"- Latency: Anchorgate adds **< 1 ms** p99 over direct at moderate load "
+    w("- Throughput: Anchorgate ≥ **0.8×** nginx peer-proxy requests/s while validating, enforcing "
+      "and anchoring (every case × concurrency; DESIGN.md, gateway overhead; issues 4 and 5).")
+    w(f"- Latency: Anchorgate adds **< 2 ms** p99 over direct at moderate load "
       f"({moderate} connections).\n")
     if verdicts:
         w("| case | conns | target | result | value |")
