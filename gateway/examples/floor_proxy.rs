@@ -26,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc;
 
+use anchorgate::ledger::entry::{self, EntryType};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -36,7 +37,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rusqlite::{params, Connection};
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 #[global_allocator]
@@ -128,15 +128,9 @@ fn commit_loop(mut conn: Connection, mut next: i64, rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// SHA-256(domain ‖ 32-byte random salt ‖ payload), the shape of Anchorgate's commitments.
-fn commitment(payload: &[u8]) -> [u8; 32] {
-    let mut salt = [0u8; 32];
-    rand::fill(&mut salt[..]);
-    let mut h = Sha256::new();
-    h.update(b"anchorgate-bound\0");
-    h.update(salt);
-    h.update(payload);
-    h.finalize().into()
+/// A commitment exactly as Anchorgate makes one: its own salt source and commitment rule.
+fn commitment(kind: EntryType, payload: &[u8]) -> [u8; 32] {
+    entry::commitment(kind, &entry::fresh_salt(), payload)
 }
 
 /// An answer for input the bound mode refuses, so a bad body is never timed as a success.
@@ -186,10 +180,11 @@ async fn forward(
             ));
         }
         let decision = format!("{method} {path} {}", parts.status.as_u16());
-        let decision = commitment(decision.as_bytes());
+        let decision = commitment(EntryType::Decision, decision.as_bytes());
         if method == http::Method::POST && parts.status.is_success() {
             // A created version is durable before the client hears of it (issue 4).
-            let leaf = bound.append(vec![commitment(&body), decision]).await?;
+            let version = commitment(EntryType::ResourceVersion, &body);
+            let leaf = bound.append(vec![version, decision]).await?;
             parts.headers.insert("x-bound-leaf", leaf.into());
         } else {
             // A decision is queued, as Anchorgate queues all but security alerts: written and fsynced
