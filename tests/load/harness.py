@@ -338,8 +338,8 @@ def cmd_report(a):
     verdicts = []
     overhead = []  # (conns, rps ratio enforce/off, cpu enforce, cpu off, +p50, noisy tag)
     anchoring = []  # (conns, rps ratio anchored/not, cpu anchored, cpu not, +p50, noisy tag)
-    floors = []  # (case, conns, floor/nginx, anchorgate/floor, floor cpu, anchorgate cpu, noisy tag)
-    bounds = []  # (case, conns, bound/nginx, anchorgate/bound, bound cpu, anchorgate cpu, noisy tag)
+    # Per reference proxy: (case, conns, ref/nginx, anchorgate/ref, ref cpu, anchorgate cpu, noisy tag).
+    against = {"floor": [], "bound": []}
 
     def tag_of(r):
         return " (noisy)" if any((y or {}).get("other_cpu", 0) > NOISY for y in r.values()) else ""
@@ -388,14 +388,11 @@ def cmd_report(a):
                     # DESIGN.md's gateway-overhead row; creates are judged by the write-path line.
                     verdicts.append((case, c, "throughput ≥ 0.8× nginx", ratio >= 0.8,
                                      f"{ratio:.2f}×{tag}"))
-                fl = r.get("floor")
-                if t == "anchorgate" and fl and fl["rps"] and n and n["rps"]:
-                    floors.append((case, c, fl["rps"] / n["rps"], x["rps"] / fl["rps"],
-                                   fl.get("proxy_cpu_us_per_req"), x.get("proxy_cpu_us_per_req"), tag))
-                bd = r.get("bound")
-                if t == "anchorgate" and bd and bd["rps"] and n and n["rps"]:
-                    bounds.append((case, c, bd["rps"] / n["rps"], x["rps"] / bd["rps"],
-                                   bd.get("proxy_cpu_us_per_req"), x.get("proxy_cpu_us_per_req"), tag))
+                for ref, cells in against.items():
+                    y = r.get(ref)
+                    if t == "anchorgate" and y and y["rps"] and n and n["rps"]:
+                        cells.append((case, c, y["rps"] / n["rps"], x["rps"] / y["rps"],
+                                     y.get("proxy_cpu_us_per_req"), x.get("proxy_cpu_us_per_req"), tag))
                 if t == "anchorgate" and added is not None and c == moderate:
                     nadd = (n["p99_us"] - d["p99_us"]) if n else None
                     verdicts.append((case, c, "added p99 < 2 ms", added < 2000,
@@ -425,35 +422,38 @@ def cmd_report(a):
                "commitment appended and fsynced before the response) and `anchorgate-noanchor` (validation "
                "off, `[ledger] enabled = false`), same binary and placement. The canned upstream gives every "
                "create a new id, so every request is a new ledger entry.", "anchored", "not")
-    if floors:
-        w("## Against the floor\n")
-        w("`floor` is `gateway/examples/floor_proxy.rs`: hyper's server and pooled client on one "
-          "current-thread runtime with mimalloc, collecting each upstream response whole before sending "
-          "it on (as a gateway that judges responses must), and doing nothing else: no identity, policy, "
-          "validation, URL rewriting or ledger. floor / nginx is the most any gateway built on these "
-          "crates can reach here; anchorgate / floor is what Anchorgate's own work costs on top.\n")
-        w("| case | conns | floor / nginx | anchorgate / floor | floor CPU µs/req | anchorgate CPU µs/req |")
+    def against_table(ref, title, intro):
+        """Anchorgate and the nginx peer against one reference proxy (floor or bound)."""
+        cells = against[ref]
+        if not cells:
+            return
+        w(f"## {title}\n")
+        w(intro + "\n")
+        w(f"| case | conns | {ref} / nginx | anchorgate / {ref} | {ref} CPU µs/req | anchorgate CPU µs/req |")
         w("|---|---:|---:|---:|---:|---:|")
-        for case, c, fn, af, fc, ac, tag in floors:
-            w(f"| {case} | {c} | **{fn:.2f}×**{tag} | **{af:.2f}×** | "
-              f"{'' if fc is None else f'{fc:.1f}'} | {'' if ac is None else f'{ac:.1f}'} |")
+        for case, c, rn, ar, rc, ac, tag in cells:
+            w(f"| {case} | {c} | **{rn:.2f}×**{tag} | **{ar:.2f}×** | "
+              f"{'' if rc is None else f'{rc:.1f}'} | {'' if ac is None else f'{ac:.1f}'} |")
         w("")
-    if bounds:
-        w("## Against the bound\n")
-        w("`bound` is the floor proxy run with `--bound`: the floor plus the least per-request work "
-          "issues 4 and 5 mandate, each done the cheapest way: a request body parsed into a tree "
-          "(validation needs one), one JSON syntax pass over every response body (judging a Bundle's "
-          "entries needs at least that), and a salted SHA-256 commitment per decision and per created "
-          "version, group-committed to SQLite (WAL, `synchronous = FULL`); a create's response waits for its "
-          "batch to be durable, a read's decision is only queued, as Anchorgate does. No token check, consent, validation rules, URL rewriting, Merkle tree or decision "
-          "indexes. bound / nginx is therefore an upper bound on the ratio any implementation of the "
-          "issues can reach here; anchorgate / bound is how far Anchorgate is from it.\n")
-        w("| case | conns | bound / nginx | anchorgate / bound | bound CPU µs/req | anchorgate CPU µs/req |")
-        w("|---|---:|---:|---:|---:|---:|")
-        for case, c, bn, ab, bc, ac, tag in bounds:
-            w(f"| {case} | {c} | **{bn:.2f}×**{tag} | **{ab:.2f}×** | "
-              f"{'' if bc is None else f'{bc:.1f}'} | {'' if ac is None else f'{ac:.1f}'} |")
-        w("")
+
+    against_table("floor", "Against the floor",
+                  "`floor` is `gateway/examples/floor_proxy.rs`: hyper's server and pooled client on one "
+                  "current-thread runtime with mimalloc, collecting each upstream response whole before "
+                  "sending it on (as a gateway that judges responses must), and doing nothing else: no "
+                  "identity, policy, validation, URL rewriting or ledger. floor / nginx is the most any "
+                  "gateway built on these crates can reach here; anchorgate / floor is what Anchorgate's own "
+                  "work costs on top.")
+    against_table("bound", "Against the bound",
+                  "`bound` is the floor proxy run with `--bound`: the floor plus the least per-request work "
+                  "issues 4 and 5 mandate, each done the cheapest way: a request body parsed into a tree "
+                  "(validation needs one), one JSON syntax pass over every response body (judging a "
+                  "Bundle's entries needs at least that), and a salted SHA-256 commitment per decision and "
+                  "per created version, group-committed to SQLite (WAL, `synchronous = FULL`); a create's "
+                  "response waits for its batch to be durable, a read's decision is only queued, as "
+                  "Anchorgate does. No token check, consent, validation rules, URL rewriting, Merkle tree or "
+                  "decision indexes. bound / nginx is therefore an upper bound on the ratio any "
+                  "implementation of the issues can reach here; anchorgate / bound is how far Anchorgate is "
+                  "from it.")
     if any(sum(r.get(k, 0) for k in ERR_KEYS) for r in runs):
         w("⚠ = wrk counted socket errors or HTTP status ≥ 400 in that run; see raw results.\n")
 
