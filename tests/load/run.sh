@@ -397,21 +397,23 @@ log "nginx upstream (pid $UP_PID) and nginx peer proxy (pid $PEER_PID) up"
 TARGETS="direct nginx"
 FLOOR_PID=""
 BOUND_PID=""
+# start_reference NAME PORT BASE [ARGS...]: floor_proxy as target NAME on the proxy core; sets STARTED_PID.
+start_reference() {
+  local name=$1 port=$2 base=$3
+  shift 3
+  "${PIN_CMD[@]}" "$FLOOR_BIN" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" "$@" >"$TMP/$name.log" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  wait_ready "$base/metadata" 10 "$STARTED_PID" "$TMP/$name.log" "$name proxy"
+  TARGETS="$TARGETS $name"
+  log "$name proxy (pid $STARTED_PID) up"
+}
 if [ "$FLOOR" = 1 ] && [ -x "$FLOOR_BIN" ]; then
   pin_prefix "$CPU_PROXY"
-  "${PIN_CMD[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UP_PORT" >"$TMP/floor.log" 2>&1 &
-  FLOOR_PID=$!
-  PIDS+=("$FLOOR_PID")
-  wait_ready "$FLOOR_BASE/metadata" 10 "$FLOOR_PID" "$TMP/floor.log" "floor proxy"
-  TARGETS="$TARGETS floor"
-  log "floor proxy (pid $FLOOR_PID) up"
-  "${PIN_CMD[@]}" "$FLOOR_BIN" "127.0.0.1:$BOUND_PORT" "127.0.0.1:$UP_PORT" --bound "$TMP/bound" \
-    >"$TMP/bound.log" 2>&1 &
-  BOUND_PID=$!
-  PIDS+=("$BOUND_PID")
-  wait_ready "$BOUND_BASE/metadata" 10 "$BOUND_PID" "$TMP/bound.log" "bound proxy"
-  TARGETS="$TARGETS bound"
-  log "bound proxy (pid $BOUND_PID) up"
+  start_reference floor "$FLOOR_PORT" "$FLOOR_BASE"
+  FLOOR_PID=$STARTED_PID
+  start_reference bound "$BOUND_PORT" "$BOUND_BASE" --bound "$TMP/bound"
+  BOUND_PID=$STARTED_PID
 elif [ "$FLOOR" = 1 ]; then
   log "no $FLOOR_BIN (cargo build --release --example floor_proxy): the floor is not timed"
 fi
