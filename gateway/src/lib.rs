@@ -17,5 +17,6 @@ pub mod policy;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod threads;
 pub mod upstream;
 pub mod validate;

@@ -51,9 +51,9 @@ impl Recorder {
             .enable_all()
             .build()?;
         let wake = urgent.clone();
-        std::thread::Builder::new()
-            .name("decision-recorder".into())
-            .spawn(move || rt.block_on(run(rx, wake, store, ledger)))?;
+        crate::threads::spawn_background("decision-recorder", move || {
+            rt.block_on(run(rx, wake, store, ledger))
+        })?;
         Ok(Self { tx, urgent })
     }
 

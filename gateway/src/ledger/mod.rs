@@ -251,18 +251,16 @@ impl Ledger {
         let weak = Arc::downgrade(&ledger);
         let stop = ledger.stop.clone();
         let interval = ledger.interval;
-        std::thread::Builder::new()
-            .name("ledger-checkpointer".into())
-            .spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(interval);
-                    let Some(l) = weak.upgrade() else { return };
-                    if let Err(e) = l.sign_pending() {
-                        tracing::error!(error = %e, "ledger checkpoint NOT signed");
-                    }
+        crate::threads::spawn_background("ledger-checkpointer", move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(interval);
+                let Some(l) = weak.upgrade() else { return };
+                if let Err(e) = l.sign_pending() {
+                    tracing::error!(error = %e, "ledger checkpoint NOT signed");
                 }
-            })
-            .map_err(|e| LedgerError::Io(format!("checkpointer thread: {e}")))?;
+            }
+        })
+        .map_err(|e| LedgerError::Io(format!("checkpointer thread: {e}")))?;
         Ok(ledger)
     }
 

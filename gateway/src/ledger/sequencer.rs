@@ -121,9 +121,7 @@ impl Sequencer {
             limits,
             shared: shared.clone(),
         };
-        let handle = std::thread::Builder::new()
-            .name("ledger-sequencer".into())
-            .spawn(move || worker.run(rx))?;
+        let handle = crate::threads::spawn_background("ledger-sequencer", move || worker.run(rx))?;
         Ok((Self { tx, shared }, handle))
     }
 
