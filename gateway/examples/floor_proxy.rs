@@ -13,7 +13,8 @@
 //! - a request body is parsed into a tree (validation needs one);
 //! - a response body gets one full JSON syntax pass (judging a Bundle's entries needs at least that);
 //! - every request's decision, and a create's stored version, get a salted SHA-256 commitment that a
-//!   group-committing thread makes durable (SQLite, WAL, `synchronous = FULL`: an fsync per batch);
+//!   group-committing thread (batch scheduling class, like the gateway's sequencer) makes durable
+//!   (SQLite, WAL, `synchronous = FULL`: an fsync per batch);
 //!   a create's response waits for that, a read's decision is only queued (as Anchorgate queues every
 //!   decision but security alerts).
 //!
@@ -68,7 +69,8 @@ impl Bound {
                 r.get(0)
             })?;
         let (jobs, rx) = mpsc::channel();
-        std::thread::spawn(move || commit_loop(conn, next, rx));
+        // Scheduled as the gateway's own sequencer is (batch class), so batches grow the same way.
+        anchorgate::threads::spawn_background("bound-commit", move || commit_loop(conn, next, rx))?;
         Ok(Self { jobs })
     }
 
