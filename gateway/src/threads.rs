@@ -1,12 +1,12 @@
-//! The gateway's own background threads (sequencer, checkpointer, decision recorder): named, and
-//! scheduled so that waking one never preempts a request.
+//! The ledger's background threads (the sequencer, woken by requests, and the checkpointer, whose signing
+//! can wait for a tick): named, and scheduled so that waking one never preempts a request.
 
 use std::thread::JoinHandle;
 
 /// Spawns `f` on a thread called `name`, in the `SCHED_BATCH` scheduling class on Linux.
 ///
-/// Why: the sequencer and the recorder are woken by nearly every request. In the normal class the
-/// scheduler hands a woken thread the CPU at once, so on a busy core they committed batches of one or
+/// Why: the sequencer is woken by nearly every request's entry. In the normal class the
+/// scheduler hands a woken thread the CPU at once, so on a busy core it committed batches of one or
 /// two requests' entries and paid an fsync, and two context switches, for each. A batch-class thread is
 /// never switched in on wake-up: it runs when the request threads block or at the next tick, and by
 /// then every request that has reached the ledger has queued its entry. Its share of the CPU (its nice

@@ -51,9 +51,13 @@ impl Recorder {
             .enable_all()
             .build()?;
         let wake = urgent.clone();
-        crate::threads::spawn_background("decision-recorder", move || {
-            rt.block_on(run(rx, wake, store, ledger))
-        })?;
+        // The normal scheduling class, unlike the sequencer's (`crate::threads`): the recorder wakes on its
+        // window's timer, not per request, so it never preempted requests one by one; in the batch class
+        // it ran whole windows at once at the next tick, which cost reads and creates CPU and tail
+        // latency (LEDGER.md, "Batch size").
+        std::thread::Builder::new()
+            .name("decision-recorder".into())
+            .spawn(move || rt.block_on(run(rx, wake, store, ledger)))?;
         Ok(Self { tx, urgent })
     }
 
