@@ -264,14 +264,18 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// The checkpointer's own connection (key events, checkpoints, the mirror), held for one step.
+    fn checkpoint_store(&self) -> Result<std::sync::MutexGuard<'_, Store>, LedgerError> {
+        self.cp_store
+            .lock()
+            .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))
+    }
+
     /// Records a key-event entry when this log is signed with a key other than last time (first start
     /// or rotation), so the key history is itself on the ledger.
     fn record_key_change(&self) -> Result<(), LedgerError> {
         let verifier = self.verifier_key();
-        let writer = self
-            .cp_store
-            .lock()
-            .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))?;
+        let writer = self.checkpoint_store()?;
         let previous = writer.meta("verifier")?;
         if previous.as_deref() == Some(verifier.as_str()) {
             return Ok(());
@@ -474,10 +478,7 @@ impl Ledger {
         if let Some(c) = last.as_ref().filter(|c| c.checkpoint.size >= size) {
             // Nothing to sign; a mirror left behind (a failed export, or newly enabled) catches up.
             if self.mirror && self.mirrored.load(Ordering::SeqCst) < c.checkpoint.size {
-                let writer = self
-                    .cp_store
-                    .lock()
-                    .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))?;
+                let writer = self.checkpoint_store()?;
                 self.update_mirror(&writer, c.checkpoint.size, &c.note);
             }
             return Ok(());
@@ -514,10 +515,7 @@ impl Ledger {
             .sign(&checkpoint.text())
             .map_err(|e| LedgerError::Key(e.to_string()))?;
         // Recorded durably before it is published, so a published checkpoint is never forgotten.
-        let writer = self
-            .cp_store
-            .lock()
-            .map_err(|_| LedgerError::Io("checkpointer lock poisoned".into()))?;
+        let writer = self.checkpoint_store()?;
         writer.save_checkpoint(size, &root, &note)?;
         if self.mirror {
             self.update_mirror(&writer, size, &note);
