@@ -10,16 +10,20 @@
 //! With `--bound DIR` it becomes the harness's "bound" target: the floor plus the least work the
 //! issues mandate per request, each part done the cheapest way we know, so its ratio to nginx is an
 //! upper bound on what any implementation of those requirements can reach here:
-//! - a request body is parsed into a tree (validation needs one);
+//! - a request body is parsed into a tree and validated against the base R4 specification (the
+//!   gateway's own validator, without the profiles the gateway also checks);
 //! - a response body gets one full JSON syntax pass (judging a Bundle's entries needs at least that);
-//! - every request's decision, and a create's stored version, get a salted SHA-256 commitment that a
+//! - every request's decision, and a create's stored version (in its canonical form, made by the
+//!   gateway's own one-pass canonicaliser), get a salted SHA-256 commitment that a
 //!   group-committing thread (batch scheduling class, like the gateway's sequencer) makes durable
-//!   (SQLite, WAL, `synchronous = FULL`: an fsync per batch);
+//!   (SQLite, WAL, `synchronous = FULL`: an fsync per batch), a decision with a small stored record
+//!   indexed by patient and time (the decision records reviewers query);
 //!   a create's response waits for that, a read's decision is only queued (as Anchorgate queues every
 //!   decision but security alerts).
 //!
-//! Everything else Anchorgate does is left out: token checks, consent and policy, the validation rules,
-//! URL rewriting, the Merkle tree and tiles, the decision store's indexes, audit fields, telemetry.
+//! Everything else Anchorgate does is left out: token checks, consent and policy, the profiles,
+//! URL rewriting, the Merkle tree and tiles, the decision store's other indexes, audit fields,
+//! telemetry.
 //!
 //! Usage: `floor_proxy LISTEN_ADDR UPSTREAM_HOST:PORT [--bound DIR]` (plain HTTP only).
 
@@ -27,7 +31,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc;
 
+use anchorgate::fhir::canonical::text::canonical_from_text;
 use anchorgate::ledger::entry::{self, EntryType};
+use anchorgate::validate::{is_valid, Validator};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -45,8 +51,22 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Upstream = Client<HttpConnector, Full<Bytes>>;
 
-/// Commitments to make durable, and where to say the first one's index once they are.
-type Job = (Vec<[u8; 32]>, oneshot::Sender<Result<i64, String>>);
+/// A decision's stored record: what a reviewer's query finds it by, and the record itself.
+struct Decision {
+    /// Unix seconds.
+    time: i64,
+    /// What it concerned (here the request path: the bound has no patient to name).
+    patient: String,
+    /// The record, JSON.
+    record: String,
+}
+
+/// Commitments to make durable (with the decision's record, for a decision), and where to say the
+/// first one's index once they are.
+type Job = (
+    Vec<([u8; 32], Option<Decision>)>,
+    oneshot::Sender<Result<i64, String>>,
+);
 
 /// The bound mode's per-request work, shared by all connections.
 #[derive(Clone)]
@@ -61,8 +81,13 @@ impl Bound {
         let conn = Connection::open(dir.join("bound.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // A decision's record is kept beside its commitment, with the two indexes a reviewer's commonest
+        // questions need (by patient, by time); Anchorgate's decision store has more.
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, commitment BLOB NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS records (idx INTEGER PRIMARY KEY, commitment BLOB NOT NULL,
+                 time INTEGER, patient TEXT, record TEXT);
+             CREATE INDEX IF NOT EXISTS records_by_patient ON records (patient, idx);
+             CREATE INDEX IF NOT EXISTS records_by_time ON records (time);",
         )?;
         let next: i64 =
             conn.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
@@ -74,16 +99,16 @@ impl Bound {
         Ok(Self { jobs })
     }
 
-    /// Queues `commitment` for the next batch without waiting for it.
-    fn enqueue(&self, commitment: [u8; 32]) -> Result<()> {
+    /// Queues a decision's `commitment` and record for the next batch without waiting for them.
+    fn enqueue(&self, commitment: [u8; 32], decision: Decision) -> Result<()> {
         let (tx, _) = oneshot::channel();
         self.jobs
-            .send((vec![commitment], tx))
+            .send((vec![(commitment, Some(decision))], tx))
             .map_err(|_| anyhow::anyhow!("committer stopped"))
     }
 
     /// Makes `commitments` durable; the index of the first.
-    async fn append(&self, commitments: Vec<[u8; 32]>) -> Result<i64> {
+    async fn append(&self, commitments: Vec<([u8; 32], Option<Decision>)>) -> Result<i64> {
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send((commitments, tx))
@@ -102,12 +127,18 @@ fn commit_loop(mut conn: Connection, mut next: i64, rx: mpsc::Receiver<Job>) {
             let tx = conn.transaction()?;
             let mut firsts = Vec::with_capacity(batch.len());
             {
-                let mut put =
-                    tx.prepare_cached("INSERT INTO records (idx, commitment) VALUES (?1, ?2)")?;
+                let mut put = tx.prepare_cached(
+                    "INSERT INTO records (idx, commitment, time, patient, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
                 for (commitments, _) in &batch {
                     firsts.push(next);
-                    for c in commitments {
-                        put.execute(params![next, &c[..]])?;
+                    for (c, d) in commitments {
+                        let (time, patient, record) = match d {
+                            Some(d) => (Some(d.time), Some(&d.patient), Some(&d.record)),
+                            None => (None, None, None),
+                        };
+                        put.execute(params![next, &c[..], time, patient, record])?;
                         next += 1;
                     }
                 }
@@ -162,11 +193,17 @@ async fn forward(
         .build()?;
     parts.headers.remove(http::header::HOST);
     let body = body.collect().await?.to_bytes();
-    if bound.is_some()
-        && !body.is_empty()
-        && serde_json::from_slice::<serde_json::Value>(&body).is_err()
-    {
-        return Ok(refuse(http::StatusCode::BAD_REQUEST, "malformed JSON"));
+    if bound.is_some() && !body.is_empty() {
+        let Ok(tree) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return Ok(refuse(http::StatusCode::BAD_REQUEST, "malformed JSON"));
+        };
+        // The base specification's rules only: the gateway also checks the profiles in `profiles/`.
+        if !is_valid(&Validator::r4().validate(&tree)) {
+            return Ok(refuse(
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid resource",
+            ));
+        }
     }
     let resp = client
         .request(Request::from_parts(parts, Full::new(body)))
@@ -181,17 +218,45 @@ async fn forward(
                 "malformed upstream JSON",
             ));
         }
-        let decision = format!("{method} {path} {}", parts.status.as_u16());
-        let decision = commitment(EntryType::Decision, decision.as_bytes());
+        // The decision's record: the least a reviewer needs (what, when, the outcome), serialised
+        // once and committed to as it is stored.
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let record = serde_json::json!({
+            "interaction": method.as_str(),
+            "path": path,
+            "status": parts.status.as_u16(),
+            "time": time,
+        })
+        .to_string();
+        let decision = commitment(EntryType::Decision, record.as_bytes());
+        let decision_row = Decision {
+            time,
+            patient: path.split('?').next().unwrap_or_default().to_owned(),
+            record,
+        };
         if method == http::Method::POST && parts.status.is_success() {
-            // A created version is durable before the client hears of it (issue 4).
-            let version = commitment(EntryType::ResourceVersion, &body);
-            let leaf = bound.append(vec![version, decision]).await?;
+            // A created version is durable before the client hears of it, committed to in its canonical
+            // form (issue 4), made in one pass over the text as the gateway makes it.
+            let Some(canonical) = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|t| canonical_from_text(t, &|_| None).ok())
+            else {
+                return Ok(refuse(
+                    http::StatusCode::BAD_GATEWAY,
+                    "malformed upstream JSON",
+                ));
+            };
+            let version = commitment(EntryType::ResourceVersion, &canonical.bytes);
+            let leaf = bound
+                .append(vec![(version, None), (decision, Some(decision_row))])
+                .await?;
             parts.headers.insert("x-bound-leaf", leaf.into());
         } else {
             // A decision is queued, as Anchorgate queues all but security alerts: written and fsynced
             // in the committer's next batch, not waited for.
-            bound.enqueue(decision)?;
+            bound.enqueue(decision, decision_row)?;
         }
     }
     Ok(Response::from_parts(parts, Full::new(body)))

@@ -445,13 +445,15 @@ def cmd_report(a):
                   "work costs on top.")
     against_table("bound", "Against the bound",
                   "`bound` is the floor proxy run with `--bound`: the floor plus the least per-request work "
-                  "issues 4 and 5 mandate, each done the cheapest way: a request body parsed into a tree "
-                  "(validation needs one), one JSON syntax pass over every response body (judging a "
-                  "Bundle's entries needs at least that), and a salted SHA-256 commitment per decision and "
-                  "per created version, group-committed to SQLite (WAL, `synchronous = FULL`); a create's "
+                  "issues 4 and 5 mandate, each done the cheapest way: a request body parsed into a tree and "
+                  "validated against the base R4 specification (Anchorgate's own validator, no profiles), "
+                  "one JSON syntax pass over every response body (judging a Bundle's entries needs at "
+                  "least that), a created version's canonical form, and a salted SHA-256 commitment per "
+                  "decision and per created version, group-committed to SQLite (WAL, `synchronous = "
+                  "FULL`) with a small decision record indexed by patient and time; a create's "
                   "response waits for its batch to be durable, a read's decision is only queued, as "
-                  "Anchorgate does. No token check, consent, validation rules, URL rewriting, Merkle tree or "
-                  "decision indexes. bound / nginx is therefore an upper bound on the ratio any "
+                  "Anchorgate does. No token check, consent, profiles, URL rewriting, Merkle tree or "
+                  "other decision indexes. bound / nginx is therefore an upper bound on the ratio any "
                   "implementation of the issues can reach here; anchorgate / bound is how far Anchorgate is "
                   "from it.")
     if any(sum(r.get(k, 0) for k in ERR_KEYS) for r in runs):

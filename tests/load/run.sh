@@ -22,8 +22,10 @@
 #   LOAD_FLOOR=1              also time "floor": gateway/examples/floor_proxy.rs, a bare hyper proxy that
 #                             collects each response whole (the ceiling of any gateway on these crates),
 #                             and "bound": the same proxy plus the least per-request work the issues
-#                             mandate (JSON parse of bodies, a durable salted commitment per decision and
-#                             per created version); see floor_proxy.rs
+#                             mandate (JSON parse of bodies, base-R4 validation of request bodies, the
+#                             canonical form of a created version, a durable salted commitment per
+#                             decision and per created version, a stored decision record); see
+#                             floor_proxy.rs
 #   LOAD_GW_EXTRA_TOML=TOML   appended to the main gateway's configuration (experiments; noted nowhere
 #                             else in the report, so say what was set when quoting its figures)
 #   LOAD_ALLOW_LEAK=1         only warn (instead of failing) if the gateway leaks the upstream base
