@@ -13,13 +13,14 @@
 //! - a request body is parsed into a tree and validated against the base R4 specification (the
 //!   gateway's own validator, without the profiles the gateway also checks);
 //! - a response body gets one full JSON syntax pass (judging a Bundle's entries needs at least that);
-//! - every request's decision, and a create's stored version (in its canonical form, made by the
-//!   gateway's own one-pass canonicaliser), get a salted SHA-256 commitment that a
+//! - a create's stored version is put in its canonical form (the gateway's own one-pass
+//!   canonicaliser);
+//! - every request's decision, and a create's stored version, get a salted SHA-256 commitment that a
 //!   group-committing thread (batch scheduling class, like the gateway's sequencer) makes durable
-//!   (SQLite, WAL, `synchronous = FULL`: an fsync per batch), a decision with a small stored record
-//!   indexed by patient and time (the decision records reviewers query);
-//!   a create's response waits for that, a read's decision is only queued (as Anchorgate queues every
-//!   decision but security alerts).
+//!   (SQLite, WAL, `synchronous = FULL`: an fsync per batch), a decision together with a small record
+//!   indexed by patient and time (the decision records reviewers query); a create's response waits
+//!   for that, a read's decision is only queued (as Anchorgate queues every decision but security
+//!   alerts).
 //!
 //! Everything else Anchorgate does is left out: token checks, consent and policy, the profiles,
 //! URL rewriting, the Merkle tree and tiles, the decision store's other indexes, audit fields,
@@ -220,9 +221,7 @@ async fn forward(
         }
         // The decision's record: the least a reviewer needs (what, when, the outcome), serialised
         // once and committed to as it is stored.
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let time = anchorgate::server::enforce::now_unix() as i64;
         let record = serde_json::json!({
             "interaction": method.as_str(),
             "path": path,

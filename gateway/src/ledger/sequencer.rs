@@ -130,8 +130,9 @@ impl Sequencer {
         wait(self.submit(record)?).await
     }
 
-    /// Queues an entry now (so entries submitted in order get leaves in order, and are answered in that
-    /// order, but for a version already anchored, which is answered as soon as it is found); [`wait`] for it.
+    /// Queues an entry now; [`wait`] for it. Entries submitted in order get leaves in order and are
+    /// answered in that order, except a version already anchored, which is answered as soon as it is
+    /// found.
     pub fn submit(&self, record: Record) -> Result<Pending, AppendError> {
         let (reply, rx) = oneshot::channel();
         self.tx
