@@ -1,9 +1,13 @@
 //! Anchorgate: a FHIR R4 gateway that proxies an existing EHR and adds validation, consent
 //! enforcement and tamper evidence.
 //!
-//! The modules follow a request's path: [`server`] (ingress and the phase pipeline), [`fhir`]
-//! (routes, formats, well-formedness, OperationOutcome), [`upstream`] (the EHR client), [`filter`]
-//! (the response filter), [`identity`] (bearer tokens, SMART scopes, the partner registry), with [`config`], [`error`] and [`telemetry`] alongside.
+//! The modules follow a request's path: [`server`] (ingress, the phase pipeline and the phases that
+//! enforce, anchor and answer the gateway's own endpoints), [`fhir`] (routes, formats, well-formedness,
+//! the canonical form, OperationOutcome), [`identity`] (bearer tokens, SMART scopes, the partner
+//! registry), [`validate`] (R4 and profile validation), [`policy`] (consent and organisation
+//! policies), [`upstream`] (the EHR client), [`filter`] (the response filter), [`ledger`] (the Merkle
+//! log), [`audit`] (decision records) and [`store`] (the consent index and decision records on disk),
+//! with [`config`], [`error`], [`telemetry`], [`body`] and [`threads`] alongside.
 
 pub mod audit;
 pub mod body;

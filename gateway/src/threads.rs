@@ -10,7 +10,8 @@ use std::thread::JoinHandle;
 /// two requests' entries and paid an fsync, and two context switches, for each. A batch-class thread is
 /// never switched in on wake-up: it runs when the request threads block or at the next tick, and by
 /// then every request that has reached the ledger has queued its entry. Its share of the CPU (its nice
-/// value) is unchanged, so it cannot be starved. LEDGER.md ("Batch size") has the measurements.
+/// value) is unchanged, so it cannot be starved. LEDGER.md ("Batch size") says why;
+/// `docs/performance.md` ("Scheduling class") has the measurements.
 pub fn spawn_background<T, F>(name: &str, f: F) -> std::io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,

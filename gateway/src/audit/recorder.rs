@@ -8,8 +8,8 @@
 //! of a read's CPU). A crash therefore loses at most the decisions of the last window. Security
 //! alerts (break-glass, ignored tampered consents) are the exception: they wake the writer at once,
 //! and the response waits until the record is anchored and stored, so a security alert can never be
-//! lost (LEDGER.md, "Decision records"). Reviewers' queries [`Recorder::flush`] first, so they see
-//! every decision made before they asked.
+//! lost (LEDGER.md, "Consent versions and decisions"). Reviewers' queries [`Recorder::flush`] first, so
+//! they see every decision made before they asked.
 
 use std::sync::Arc;
 use std::time::Duration;

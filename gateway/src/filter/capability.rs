@@ -1,8 +1,8 @@
 //! Marking the upstream's CapabilityStatement as served through Anchorgate.
 //!
 //! `implementation.description` names the gateway (keeping the upstream's own description) and
-//! `implementation.url` becomes the public base. The gateway's own operations are added here as they
-//! are built.
+//! `implementation.url` becomes the public base. The gateway's own operations (`$validate`, `$verify`,
+//! `$receipt`) are not listed in it.
 
 use quick_xml::escape::escape;
 use quick_xml::events::Event;

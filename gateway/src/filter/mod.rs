@@ -1,7 +1,8 @@
 //! The response filter: what the gateway changes in an upstream answer before the client sees it.
 //!
-//! Today that is the base URL (an upstream base must never reach a client) and the CapabilityStatement
-//! marking. Consent residuals (entry-by-entry filtering) join here.
+//! That is the base URL (an upstream base must never reach a client), the CapabilityStatement marking,
+//! entry-by-entry filtering of Bundles with sealed paging cursors (what consent withholds), and
+//! `warn`-mode validation findings.
 
 pub mod base;
 pub mod capability;

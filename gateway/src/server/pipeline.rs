@@ -1,15 +1,20 @@
-//! The phases of one FHIR request, in order: route → request filter → upstream → response filter.
+//! The phases of one FHIR request, in order, each a named function over one per-request context.
 //!
 //! ```text
-//!  client ──▶ observe (request id, metrics, log) ──▶ admin endpoints
+//!  client ──▶ observe (request id, metrics, log) ──▶ admin, /ledger and /audit endpoints
 //!                  │
-//!                  └─▶ concurrency budget ─▶ route ─▶ request filter ─▶ upstream ─▶ response filter ─▶ client
-//!                                           (FHIR     (media type, size,   (pooled    (base URLs, metadata
-//!                                            path)     time, well-formed)   client)    marking)
+//!                  └─▶ concurrency budget ─▶ route ─▶ identity ─────────▶ request filter ─────▶ validate
+//!                                           (FHIR     (token, scopes,     (media type, size,    (base R4,
+//!                                            path)     joins, purpose)     time, well-formed)    profiles)
+//!   ─▶ ledger gate ─────────▶ upstream ─▶ anchor ──────────▶ judge ─────────▶ response filter ─▶ client
+//!      (a write the ledger    (pooled     (a write's answer,  (consent, per    (base URLs, metadata
+//!       cannot anchor: 503)    client)     before the client)  resource)        marking, findings)
+//!   ─▶ finish: the request's decision record queued for the recorder
 //! ```
 //!
-//! Identity, policy, validation, anchoring and audit slot in between these phases as they are built;
-//! each phase returns a [`GatewayError`] on failure, and [`observe`] turns it into the response.
+//! `metadata` skips identity (SMART discovery needs it public); `$verify`, `$receipt` and `$validate`
+//! are answered by the gateway after the request filter. Each phase returns a [`GatewayError`] on
+//! failure, and [`observe`] turns it into the response.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -33,8 +33,8 @@
 //! Optional, as the HL7 validator's defaults but off on the write path: unknown extensions as errors
 //! ([`ValidateOptions::strict_extensions`]) and Coding display checks ([`displays`]).
 //!
-//! Not yet: reference resolution outside Bundles (so `resolve()` discriminators and target profiles
-//! beyond the type) and non-required bindings.
+//! Not checked: references are not resolved outside Bundles (so `resolve()` discriminators and target
+//! profiles beyond the type are not), and bindings weaker than `required` are not enforced.
 
 pub mod bundle;
 pub mod conform;
@@ -93,7 +93,7 @@ pub struct ValidateOptions {
     /// an error issue: the caller asked for it ([`Validator::knows_profile`] tells beforehand).
     pub profiles: Vec<String>,
     /// Also run the R4 JSON Schema ([`schema`]) as a second opinion when the walk finds no error.
-    /// About 1.5× the cost of the walk (see `gateway/ARCHITECTURE.md`), so off on the write path unless
+    /// About 1.5× the cost of the walk (see `docs/performance.md`), so off on the write path unless
     /// configured; `$validate` and the CLI turn it on.
     pub json_schema: bool,
     /// Also check best-practice (`severity: warning`) invariants such as `dom-6` ("a resource should

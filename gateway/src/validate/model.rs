@@ -2,7 +2,8 @@
 //! JSON name (choice types expanded), cardinality, types, binding, fixed/pattern value and `maxLength`.
 //!
 //! Every StructureDefinition compiles the same way, base types and profiles alike (a profile is a
-//! snapshot too), so profile validation can reuse this tree; slices are skipped for now.
+//! snapshot too). Slices are not part of this tree: [`super::profile`] compiles a profile's slices,
+//! slicing rules and type profiles into a tree of its own.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -280,7 +281,7 @@ fn compile_sd(sd: &Value, r: &Resolver<'_>) -> TypeDef {
     for e in elements {
         let path = e.get("path").and_then(Value::as_str).unwrap_or_default();
         let id = e.get("id").and_then(Value::as_str).unwrap_or(path);
-        // Slices (and their children) constrain an element already compiled: profiles, later.
+        // Slices (and their children) constrain an element already compiled; `profile.rs` checks them.
         if e.get("sliceName").is_some() || id.contains(':') || by_path.contains_key(path) {
             continue;
         }

@@ -12,7 +12,7 @@
 //! [`analyze`]), and an evaluated one sees a focus holding only the properties it reads.
 //! `%resource` is only given to the expressions that read it. Only an explicit `false` fails an
 //! invariant: an empty result or an evaluation error passes, so an engine gap cannot reject a valid
-//! resource. Measured figures are in `gateway/ARCHITECTURE.md` ("FHIRPath invariants").
+//! resource. Measured figures are in `docs/performance.md` ("Validation speed").
 
 pub mod analyze;
 pub mod hoist;
