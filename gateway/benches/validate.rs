@@ -11,7 +11,7 @@ use anchorgate::validate::{is_valid, schema, ValidateOptions, Validator};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::Value;
 
-// The binary's allocator (gateway/src/main.rs), so the figures are the gateway's.
+// The binary's allocator (gateway/src/bin/anchorgate/main.rs), so the figures are the gateway's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
