@@ -87,7 +87,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Kills `pid` when this test process exits, however it exits: a detached shell polls for our pid.
-fn reap_with_parent(pid: u32) {
+pub fn reap_with_parent(pid: u32) {
     let me = std::process::id();
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill -TERM {pid} 2>/dev/null; sleep 3; kill -KILL {pid} 2>/dev/null"

@@ -4,6 +4,7 @@
 mod audit;
 mod common;
 mod consent;
+mod demo;
 mod keys;
 mod ledger;
 mod serve;
@@ -33,6 +34,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the test EHR, a gateway in front of it with patients and consents loaded, and print
+    /// ready-to-paste commands that show every promise of Anchorgate. Ctrl-C stops everything.
+    Demo(demo::DemoArgs),
     /// Run the gateway: listen, proxy the upstream FHIR API, serve /healthz, /readyz and /metrics.
     ///
     /// Stops gracefully on SIGTERM or Ctrl-C: no new connections, in-flight requests drained.
@@ -71,6 +75,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => demo::run(&args),
         Command::Serve(args) => match args.load() {
             Ok(cfg) => serve::serve(cfg),
             Err(e) => common::usage_error(&e),
