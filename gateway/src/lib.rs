@@ -18,6 +18,7 @@ pub mod filter;
 pub mod identity;
 pub mod ledger;
 pub mod policy;
+pub mod progress;
 pub mod server;
 pub mod store;
 pub mod telemetry;

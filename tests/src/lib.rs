@@ -328,18 +328,16 @@ impl Gateway {
     }
 
     /// `anchorgate <args>` on this gateway's config, upstream, data directory and key (stopped or not):
-    /// its exit code and its stdout and stderr together.
+    /// its exit code and its stdout and stderr together. They are passed as environment variables,
+    /// so each subcommand takes those it has flags for and ignores the rest.
     pub fn command(&self, args: &[&str]) -> (Option<i32>, String, String) {
         let out = Command::new(gateway_bin())
             .args(args)
-            .arg("--config")
-            .arg(&self.config.0)
-            .arg("--upstream")
-            .arg(&self.config.1)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--ledger-key-file")
-            .arg(&self.key_file)
+            .env("ANCHORGATE_CONFIG", &self.config.0)
+            .env("ANCHORGATE_UPSTREAM", &self.config.1)
+            .env("ANCHORGATE_DATA_DIR", &self.data_dir)
+            .env("ANCHORGATE_LEDGER_KEY_FILE", &self.key_file)
+            .env_remove("ANCHORGATE_LEDGER_KEY")
             .output()
             .expect("run anchorgate");
         (

@@ -35,8 +35,14 @@ const CSV_HEADER: [&str; 17] = [
     "leaf",
 ];
 
-/// Writes every record matching `q` to `out`; answers how many.
-pub fn export(store: &Store, mut q: Query, format: Format, out: impl Write) -> Result<u64, String> {
+/// Writes every record matching `q` to `out`, telling `progress` page by page; answers how many.
+pub fn export(
+    store: &Store,
+    mut q: Query,
+    format: Format,
+    out: impl Write,
+    progress: &dyn crate::progress::Progress,
+) -> Result<u64, String> {
     let mut sink = match format {
         Format::Ndjson => Sink::Ndjson(out),
         Format::Csv => {
@@ -54,6 +60,7 @@ pub fn export(store: &Store, mut q: Query, format: Format, out: impl Write) -> R
         let Some(last) = page.last().map(|(seq, _)| *seq) else {
             break;
         };
+        let records = page.len() as u64;
         for (_, json) in page {
             n += 1;
             match &mut sink {
@@ -69,6 +76,7 @@ pub fn export(store: &Store, mut q: Query, format: Format, out: impl Write) -> R
                 }
             }
         }
+        progress.advance(records);
         q.after = Some(last);
     }
     match &mut sink {
@@ -130,10 +138,16 @@ mod tests {
         let rows: Vec<_> = recs.iter().map(DecisionRecord::row).collect();
         store.run_blocking(|c| decisions::insert(c, &rows)).unwrap();
         let mut nd = Vec::new();
+        // The progress hook hears of every record exported.
+        let heard = std::sync::atomic::AtomicU64::new(0);
+        let count = |n: u64| {
+            heard.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
         assert_eq!(
-            export(&store, Query::default(), Format::Ndjson, &mut nd).unwrap(),
+            export(&store, Query::default(), Format::Ndjson, &mut nd, &count).unwrap(),
             3
         );
+        assert_eq!(heard.load(std::sync::atomic::Ordering::Relaxed), 3);
         let lines: Vec<DecisionRecord> = String::from_utf8(nd)
             .unwrap()
             .lines()
@@ -141,7 +155,8 @@ mod tests {
             .collect();
         assert_eq!(lines, recs);
         let mut c = Vec::new();
-        export(&store, Query::default(), Format::Csv, &mut c).unwrap();
+        let silent = crate::progress::Silent;
+        export(&store, Query::default(), Format::Csv, &mut c, &silent).unwrap();
         let mut rd = csv::Reader::from_reader(c.as_slice());
         let parsed: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
         assert_eq!(parsed.len(), 3);

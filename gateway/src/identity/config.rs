@@ -1,24 +1,22 @@
 //! The `[identity]` settings: trusted token issuers, audience, clock leeway, anonymous access and the
 //! partner registry file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::config::ConfigError;
 
 /// Largest clock leeway accepted: beyond five minutes an expired token lives on too long.
 pub const MAX_LEEWAY_SECS: u64 = 300;
-/// Where the partner registry is looked for when `identity.partners_file` is not set.
-pub const DEFAULT_PARTNERS_FILE: &str = "policies/partners.toml";
 /// Shortest JWKS refresh interval accepted; also the least time between two fetches of one issuer's
 /// JWKS, whatever triggers them (interval or unknown `kid`), so forged `kid`s cannot make the gateway
 /// hammer an identity provider.
 pub const MIN_REFRESH_SECS: u64 = 10;
 
 /// Identity settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdentityConfig {
     /// Let requests without an `Authorization` header through as an anonymous principal with no scopes
@@ -29,10 +27,9 @@ pub struct IdentityConfig {
     pub audience: Option<String>,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (at most 300).
     pub leeway_secs: u64,
-    /// The partner registry (organisation → country, display name, allowed purposes). Default
-    /// `policies/partners.toml` next to the config file (or in the working directory without one);
-    /// when that default file does not exist the registry is empty, so every token naming an
-    /// organisation is refused. A file named here must exist.
+    /// The partner registry (organisation → country, display name, allowed purposes). Unset, the
+    /// registry shipped in the repository's `policies/partners.toml` (compiled in) applies; a file
+    /// named here must exist.
     pub partners_file: Option<PathBuf>,
     /// Most `jti`s remembered at once across issuers for replay detection. When every slot holds a
     /// live token, new tokens with a `jti` are refused (503) rather than forgetting one early.
@@ -42,14 +39,10 @@ pub struct IdentityConfig {
     pub token_cache_capacity: usize,
     /// The trusted token issuers.
     pub issuers: Vec<IssuerConfig>,
-    /// The directory relative paths are resolved against: the config file's, set by
-    /// [`crate::config::Config::from_file`]; the working directory when unset.
-    #[serde(skip)]
-    pub base_dir: Option<PathBuf>,
 }
 
 /// One trusted issuer and where its verification keys come from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The exact `iss` value of its tokens.
@@ -71,7 +64,7 @@ pub struct IssuerConfig {
 }
 
 /// What a `jti` seen before means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReplayMode {
     /// Bearer access tokens are presented on every request (RFC 6750), so the same token may come
@@ -97,7 +90,6 @@ impl Default for IdentityConfig {
             replay_cache_capacity: 100_000,
             token_cache_capacity: 10_000,
             issuers: Vec::new(),
-            base_dir: None,
         }
     }
 }
@@ -110,23 +102,6 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl IdentityConfig {
-    /// `path` resolved against [`Self::base_dir`] when relative.
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        match &self.base_dir {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_owned(),
-        }
-    }
-
-    /// The partner registry file to load, and whether it was named explicitly (a missing default is
-    /// an empty registry; a missing named file is a configuration error).
-    pub fn partners_path(&self) -> (PathBuf, bool) {
-        match &self.partners_file {
-            Some(p) => (self.resolve(p), true),
-            None => (self.resolve(Path::new(DEFAULT_PARTNERS_FILE)), false),
-        }
-    }
-
     /// Checks every value and loads every file it names (JWKS files, the partner registry), so a
     /// mistake stops the gateway before it binds.
     pub fn check(&self) -> Result<(), ConfigError> {
@@ -157,7 +132,7 @@ impl IdentityConfig {
                     format!("issuer {:?} is configured twice", issuer.issuer),
                 ));
             }
-            issuer.check(self)?;
+            issuer.check()?;
         }
         super::partners::PartnerRegistry::load(self)?;
         Ok(())
@@ -165,13 +140,13 @@ impl IdentityConfig {
 }
 
 impl IssuerConfig {
-    fn check(&self, cfg: &IdentityConfig) -> Result<(), ConfigError> {
+    fn check(&self) -> Result<(), ConfigError> {
         if self.issuer.trim().is_empty() {
             return Err(invalid("identity.issuers.issuer", "must not be empty"));
         }
         match (&self.jwks_file, &self.jwks_url) {
             (Some(file), None) => {
-                super::jwks::KeySet::load_file(&cfg.resolve(file)).map_err(|e| {
+                super::jwks::KeySet::load_file(file).map_err(|e| {
                     invalid(
                         "identity.issuers.jwks_file",
                         format!("issuer {:?}: {e}", self.issuer),

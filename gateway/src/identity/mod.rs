@@ -107,12 +107,12 @@ impl Authenticator {
         for i in &cfg.issuers {
             let keys = match (&i.jwks_file, &i.jwks_url) {
                 (Some(file), _) => {
-                    IssuerKeys::from_set(KeySet::load_file(&cfg.resolve(file)).map_err(
-                        |reason| ConfigError::Invalid {
+                    IssuerKeys::from_set(KeySet::load_file(file).map_err(|reason| {
+                        ConfigError::Invalid {
                             setting: "identity.issuers.jwks_file",
                             reason,
-                        },
-                    )?)
+                        }
+                    })?)
                 }
                 (None, Some(url)) => {
                     IssuerKeys::from_url(url.clone(), Duration::from_secs(i.refresh_secs)).map_err(

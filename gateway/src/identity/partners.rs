@@ -12,6 +12,9 @@ use super::config::IdentityConfig;
 use super::purpose;
 use crate::config::ConfigError;
 
+/// The shipped registry's text.
+const SHIPPED: &str = include_str!("../../../policies/partners.toml");
+
 /// One partner organisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partner {
@@ -55,21 +58,22 @@ fn invalid(reason: String) -> ConfigError {
 }
 
 impl PartnerRegistry {
-    /// Loads the registry the config names (see [`IdentityConfig::partners_path`]).
+    /// Loads the registry the config names (`identity.partners_file`), or the shipped one when it
+    /// names none. A file that is named must exist: a registry that silently went missing would
+    /// refuse every partner's token with a 403 that does not say why.
     pub fn load(cfg: &IdentityConfig) -> Result<Self, ConfigError> {
-        let (path, explicit) = cfg.partners_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(
-                    file = %path.display(),
-                    "no partner registry: every token naming an organisation will be refused"
-                );
-                return Ok(Self::default());
-            }
-            Err(e) => return Err(invalid(format!("cannot read {}: {e}", path.display()))),
+        let Some(path) = &cfg.partners_file else {
+            return Self::shipped();
         };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))
+    }
+
+    /// The registry shipped in the repository's `policies/partners.toml`, compiled in (as the shipped
+    /// organisation policies are), so a gateway run from anywhere finds it.
+    pub fn shipped() -> Result<Self, ConfigError> {
+        Self::parse(SHIPPED).map_err(|e| invalid(format!("the shipped registry: {e}")))
     }
 
     /// Parses registry TOML.
@@ -133,8 +137,7 @@ mod tests {
     /// The shipped registry must load and hold the scenario organisations.
     #[test]
     fn shipped_registry_loads() {
-        let text = include_str!("../../../policies/partners.toml");
-        let r = PartnerRegistry::parse(text).unwrap();
+        let r = PartnerRegistry::shipped().unwrap();
         let h1 = r.get("Organization/org-h1").unwrap();
         assert_eq!(h1.country, "GB");
         assert_eq!(h1.display, "Hospital One");
@@ -143,6 +146,26 @@ mod tests {
         assert_eq!(r.get("Organization/org-research").unwrap().country, "GB");
         assert_eq!(r.get("Organization/org-h2").unwrap().country, "GB");
         assert!(r.get("Organization/unknown").is_none());
+        // It is the default: no file named, no file looked for.
+        let r = PartnerRegistry::load(&IdentityConfig::default()).unwrap();
+        assert_eq!(r.len(), 4);
+    }
+
+    /// A registry named explicitly must exist: a missing one is a configuration error naming the
+    /// setting and the path, never an empty registry (which would refuse every partner with 403).
+    #[test]
+    fn a_named_registry_that_is_missing_is_an_error() {
+        let cfg = IdentityConfig {
+            partners_file: Some("/nonexistent/anchorgate/partners.toml".into()),
+            ..IdentityConfig::default()
+        };
+        let e = PartnerRegistry::load(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("identity.partners_file")
+                && e.contains("/nonexistent/anchorgate/partners.toml"),
+            "{e}"
+        );
+        assert!(cfg.check().is_err());
     }
 
     #[test]

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Env var holding the signing key itself (`PRIVATE+KEY+...`), an alternative to `ledger.key_file`.
 pub const ENV_LEDGER_KEY: &str = "ANCHORGATE_LEDGER_KEY";
 
 /// Ledger settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// Anchor writes. Off, the gateway proxies and validates but proves nothing; it says so at start.
@@ -53,6 +53,12 @@ impl Default for LedgerConfig {
 }
 
 impl LedgerConfig {
+    /// Whether a signing key is configured at all (a file, [`ENV_LEDGER_KEY`], or the ephemeral one):
+    /// checked before a port is bound, the key itself is read when the ledger opens.
+    pub fn key_configured(&self) -> bool {
+        self.key_file.is_some() || self.ephemeral_key || std::env::var_os(ENV_LEDGER_KEY).is_some()
+    }
+
     /// Checks the values; the key itself is read when the ledger opens.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         if !(1..=65_536).contains(&self.batch_max_entries) {

@@ -56,6 +56,9 @@ pub enum LedgerError {
     /// Another process (a running gateway) has the ledger open.
     #[error("the ledger in {0} is in use by another process (a running gateway?); stop it first")]
     Locked(String),
+    /// An erasure named a resource with no entry left to erase; nothing was appended.
+    #[error("nothing to erase: {0}")]
+    NothingToErase(String),
 }
 
 /// One entry to anchor: its type, payload and, for resources, (type, id, version).
@@ -544,7 +547,8 @@ impl Ledger {
 
     /// GDPR erasure: deletes the salts of every entry of a resource, so they can never again be linked
     /// to any content, and records the erasure as a key-event entry holding no identifier (only the
-    /// erased leaf indices, themselves committed with a salt). Answers (erased leaves, key-event leaf).
+    /// erased leaf indices, themselves committed with a salt). Answers (erased leaves, key-event leaf);
+    /// [`LedgerError::NothingToErase`], with nothing appended, when no entry of it is left to erase.
     pub async fn erase(
         self: &Arc<Self>,
         rtype: &str,
@@ -554,7 +558,17 @@ impl Ledger {
         let dir = self.dir.clone();
         let erased = tokio::task::spawn_blocking(move || {
             let mut store = Store::open(&dir.join(STORE_FILE), None)?;
-            store.erase(&t, &i)
+            let erased = store.erase(&t, &i)?;
+            // An erasure of nothing records nothing: a key event for a mistyped id would sit in the
+            // log for ever, claiming an erasure that never happened.
+            if erased.is_empty() {
+                let why = match store.anchored_count(&t, &i)? {
+                    0 => format!("the ledger has no entry of {t}/{i}"),
+                    n => format!("the {n} entries of {t}/{i} were already erased"),
+                };
+                return Err(LedgerError::NothingToErase(why));
+            }
+            Ok(erased)
         })
         .await
         .map_err(|e| LedgerError::Io(e.to_string()))??;

@@ -344,6 +344,16 @@ impl Store {
         Ok(leaves)
     }
 
+    /// How many entries a resource has, erased or not.
+    pub fn anchored_count(&self, rtype: &str, rid: &str) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM anchors WHERE rtype = ?1 AND rid = ?2",
+            params![rtype, rid],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     /// The latest signed checkpoint: (size, root, note).
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, Hash, String)>, StoreError> {
         let row: Option<(i64, Vec<u8>, String)> = self

@@ -307,6 +307,7 @@ async fn the_mirror_can_be_off_and_catches_up_when_turned_on() {
         &verify::DirSource { root: root.clone() },
         &signer.verifier(),
         None,
+        &crate::progress::Silent,
     )
     .unwrap();
     assert_eq!(report.size, 301);
@@ -385,5 +386,37 @@ async fn a_ledger_anchors_signs_and_refuses_to_sign_over_a_tampered_store() {
     std::thread::sleep(Duration::from_millis(100));
     let err = Ledger::open(&cfg, &dir).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Erasing a resource the ledger has no entry of (or has already erased) is an error that appends
+/// nothing: no key event claims an erasure that did not happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_nothing_is_an_error_and_appends_nothing() {
+    let dir = temp_dir("erase-nothing");
+    let (_, cfg) = keyed(&dir);
+    let ledger = Ledger::open(&cfg, &dir).unwrap();
+    anchor_patients(&ledger, 2).await;
+    let size = ledger.size();
+    let e = ledger.erase("Patient", "no-such-id").await.unwrap_err();
+    assert!(matches!(e, LedgerError::NothingToErase(_)), "{e}");
+    assert!(
+        e.to_string().contains("no entry of Patient/no-such-id"),
+        "{e}"
+    );
+    assert_eq!(
+        ledger.size(),
+        size,
+        "an erasure of nothing appended an entry"
+    );
+    // A real erasure appends its key event; the same erasure again is one of nothing.
+    let (erased, event) = ledger.erase("Patient", "p0").await.unwrap();
+    assert_eq!(erased, [1]);
+    assert_eq!(event, size);
+    let size = ledger.size();
+    let e = ledger.erase("Patient", "p0").await.unwrap_err();
+    assert!(e.to_string().contains("already erased"), "{e}");
+    assert_eq!(ledger.size(), size);
+    drop(ledger);
     std::fs::remove_dir_all(&dir).ok();
 }

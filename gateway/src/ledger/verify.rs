@@ -9,6 +9,7 @@ use super::entry::{split_bundle, Entry};
 use super::hash::{leaf_hash, root_of_leaves, Hash};
 use super::note::{Checkpoint, NoteVerifier};
 use super::tile::{hashes_at, levels, tiles_for, TileId, WIDTH};
+use crate::progress::Progress;
 
 /// Where the log is read from.
 pub trait LogSource {
@@ -90,11 +91,12 @@ pub struct Report {
 }
 
 /// Verifies the log at `src` with `key`; with `state`, also against (and then updating) the checkpoint
-/// remembered there.
+/// remembered there. `progress` hears of the entries as their bundles are checked.
 pub fn verify(
     src: &dyn LogSource,
     key: &NoteVerifier,
     state: Option<&Path>,
+    progress: &dyn Progress,
 ) -> Result<Report, String> {
     use base64::Engine as _;
     let note = src.get("checkpoint")?.ok_or("no checkpoint")?;
@@ -109,6 +111,7 @@ pub fn verify(
         ));
     }
     let mut tiles_read = 0u64;
+    progress.total(cp.size);
     // Entries: every bundle must be there, well-formed, with exactly its width of valid entries.
     let mut leaves: Vec<Hash> = Vec::with_capacity(cp.size as usize);
     for id in tiles_for(None, cp.size) {
@@ -130,6 +133,7 @@ pub fn verify(
             })?;
             leaves.push(leaf_hash(e));
         }
+        progress.advance(u64::from(id.width));
     }
     // Hash tiles: level 0 must be the leaf hashes, level L+1 the roots of the full level-L tiles.
     let mut level_hashes = leaves.clone();

@@ -21,7 +21,7 @@ pub mod time;
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use consent::{ConsentError, ConsentModel, ConsentStatus, Effect};
 pub use decision::{
@@ -32,7 +32,7 @@ pub use facts::{ActionKind, NoResourceType, RequestFacts, ResourceFacts};
 pub use org::{OrgPolicies, OrgPolicyError};
 
 /// The `[policy]` settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// What applies when none of the patient's consents does: `deny` (opt-in, the default) or `permit`

@@ -213,10 +213,12 @@ pub struct ImportReport {
 }
 
 /// Pages through every Consent in the upstream, anchors each current version as a consent-version
-/// entry (an already anchored, unchanged version keeps its leaf) and indexes it.
+/// entry (an already anchored, unchanged version keeps its leaf) and indexes it. `progress` hears of
+/// each Consent, and of the total when the upstream's first page gives `Bundle.total`.
 pub async fn import(
     gw: &super::state::Gateway,
     ledger: &Arc<Ledger>,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<ImportReport, crate::error::GatewayError> {
     use crate::error::GatewayError;
     let mut report = ImportReport::default();
@@ -238,6 +240,13 @@ pub async fn import(
             )));
         }
         let Some(bundle) = page.value else { break };
+        if let Some(total) = bundle
+            .get("total")
+            .and_then(Value::as_u64)
+            .filter(|_| pages == 1)
+        {
+            progress.total(total);
+        }
         for e in super::readback::matches(&bundle) {
             let Some(c) = e
                 .get("resource")
@@ -246,6 +255,7 @@ pub async fn import(
                 continue;
             };
             report.seen += 1;
+            progress.advance(1);
             let id = str_at(c, "/id").unwrap_or_default();
             if patient_of(c).is_none() {
                 report

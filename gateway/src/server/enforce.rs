@@ -40,7 +40,7 @@ const GROUP_TTL: Duration = Duration::from_secs(60);
 const CURSOR_LIFETIME_SECS: u64 = 3600;
 
 /// The `[enforcement]` settings.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnforcementConfig {
     /// Status of a read the consent denies: 404 (the default: the restriction stays hidden) or 403.

@@ -93,8 +93,8 @@ pub async fn serve_on(
         .timer(TokioTimer::new())
         .max_concurrent_streams(gw.config.limits.max_h2_streams);
     let graceful = GracefulShutdown::new();
-    let local = listener.local_addr().ok();
-    tracing::info!(listen = ?local, upstream = %gw.upstream.base(), tls = tls.is_some(), "anchorgate serving");
+    let local = listener.local_addr().unwrap_or(gw.config.listen);
+    tracing::info!(listen = %local, upstream = %gw.upstream.base(), tls = tls.is_some(), "anchorgate serving");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

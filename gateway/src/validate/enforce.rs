@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::definitions::Definitions;
@@ -20,7 +20,7 @@ use crate::fhir::parse::{is_resource, parse_wellformed, ParseError};
 use crate::fhir::{Format, Interaction, OperationOutcome, Route};
 
 /// What to do with a write that fails validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ValidationMode {
     /// Refuse it with 422 and an OperationOutcome listing every issue.
@@ -33,7 +33,7 @@ pub enum ValidationMode {
 }
 
 /// Validation settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidationConfig {
     /// The mode for every resource type not listed in `per_type`.

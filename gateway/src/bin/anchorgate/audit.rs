@@ -2,17 +2,19 @@
 
 use std::process::ExitCode;
 
+use anchorgate::config::Overrides;
 use clap::{Args, Subcommand};
 
-use crate::common::{usage_error, ConfigArgs};
+use crate::common::{fail, ConfigFile, DataDir, EXIT_FAILURE, EXIT_USAGE};
+use crate::progress::Reporter;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Write the decision records (all, or those matching --filter) to stdout as NDJSON or CSV,
-    /// oldest first. Reads the store of the configured data directory; safe while the gateway runs,
-    /// though a running gateway stores decisions in batches, so its last 10 ms may not be there yet
-    /// (`GET /audit/decisions` waits for them). Exits 0 on success, 2 on a usage error or an
-    /// unreadable store.
+    /// oldest first. Reads the store (store.sqlite) of the data directory; safe while the gateway
+    /// runs, though a running gateway stores decisions in batches, so its last 10 ms may not be there
+    /// yet (`GET /audit/decisions` waits for them). The count goes to stderr.
+    #[command(after_help = crate::help::AUDIT_EXPORT)]
     Export(AuditExportArgs),
 }
 
@@ -26,13 +28,20 @@ pub(crate) struct AuditExportArgs {
     #[arg(long = "filter", value_name = "NAME=VALUE")]
     pub(crate) filters: Vec<String>,
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) file: ConfigFile,
+    #[command(flatten)]
+    pub(crate) data: DataDir,
 }
 
 pub(crate) fn audit_export(args: AuditExportArgs) -> ExitCode {
-    let cfg = match args.config.load() {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e),
+    const CMD: &str = "audit export";
+    let overrides = Overrides {
+        data_dir: args.data.data_dir,
+        ..Overrides::default()
+    };
+    let cfg = match args.file.load(CMD, overrides) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
     let mut pairs = Vec::new();
     for f in &args.filters {
@@ -41,44 +50,40 @@ pub(crate) fn audit_export(args: AuditExportArgs) -> ExitCode {
                 pairs.push((k.to_owned(), v.to_owned()))
             }
             _ => {
-                eprintln!("anchorgate audit export: --filter {f:?}: expected NAME=VALUE");
-                return ExitCode::from(2);
+                return fail(
+                    CMD,
+                    EXIT_USAGE,
+                    format!("--filter {f:?}: expected NAME=VALUE"),
+                )
             }
         }
     }
     let query = match anchorgate::audit::query::decisions(&pairs) {
         Ok(q) => q,
-        Err(e) => {
-            eprintln!("anchorgate audit export: --filter {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(CMD, EXIT_USAGE, format!("--filter {e}")),
     };
     let path = cfg.data_dir.join("store.sqlite");
     if !path.exists() {
-        eprintln!("anchorgate audit export: no store at {}", path.display());
-        return ExitCode::from(2);
+        let msg = format!(
+            "no store at {} (data_dir {}: set --data-dir or data_dir in the config file)",
+            path.display(),
+            cfg.data_dir.display()
+        );
+        return fail(CMD, EXIT_USAGE, msg);
     }
     let store = match anchorgate::store::Store::open(&path) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("anchorgate audit export: {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(CMD, EXIT_USAGE, format!("{}: {e}", path.display())),
     };
-    let stdout = std::io::stdout().lock();
-    match anchorgate::audit::export::export(
-        &store,
-        query,
-        args.format,
-        std::io::BufWriter::new(stdout),
-    ) {
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let progress = Reporter::new("decision records");
+    let result = anchorgate::audit::export::export(&store, query, args.format, out, &progress);
+    progress.finish();
+    match result {
         Ok(n) => {
-            eprintln!("anchorgate audit export: {n} decision record(s)");
+            tracing::info!(records = n, "exported {n} decision record(s)");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("anchorgate audit export: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => fail(CMD, EXIT_FAILURE, e),
     }
 }

@@ -3,9 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anchorgate::config::Overrides;
+use anchorgate::ledger::LedgerError;
 use clap::{Args, Subcommand};
 
-use crate::common::{usage_error, ConfigArgs};
+use crate::common::{
+    fail, one_shot_runtime, ConfigFile, DataDir, LedgerKey, EXIT_FAILURE, EXIT_USAGE,
+};
+use crate::progress::Reporter;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LedgerCommand {
@@ -13,10 +18,13 @@ pub(crate) enum LedgerCommand {
     /// well-formed, every tile and entry recomputing to the checkpoint's root, and consistency with the
     /// checkpoint remembered in --state (a fork or rollback fails). Prints one JSON line; exits 0 when
     /// everything verifies, 1 when anything does not, 2 on usage errors.
+    #[command(after_help = crate::help::LEDGER_VERIFY)]
     Verify(LedgerVerifyArgs),
     /// GDPR erasure: delete the salts of every ledger entry of one resource (its anchors can never be
     /// linked to content again; the tree and proofs stay valid) and record the erasure as a key-event
-    /// entry with no identifier. Runs on a stopped gateway's ledger (the same config and key).
+    /// entry with no identifier. Runs on a stopped gateway's ledger (the same config and key). Prints
+    /// one JSON line: {"erased_leaves", "key_event_leaf"}.
+    #[command(after_help = crate::help::LEDGER_ERASE)]
     Erase(LedgerEraseArgs),
 }
 
@@ -52,7 +60,11 @@ pub(crate) struct LedgerEraseArgs {
     #[arg(long)]
     pub(crate) id: String,
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) file: ConfigFile,
+    #[command(flatten)]
+    pub(crate) data: DataDir,
+    #[command(flatten)]
+    pub(crate) key: LedgerKey,
 }
 
 pub(crate) fn ledger_verify(args: &LedgerVerifyArgs) -> ExitCode {
@@ -76,7 +88,10 @@ pub(crate) fn ledger_verify(args: &LedgerVerifyArgs) -> ExitCode {
         (None, Some(dir)) => Box::new(DirSource { root: dir.clone() }),
         (None, None) => return ExitCode::from(2),
     };
-    match verify(source.as_ref(), &key, args.state.as_deref()) {
+    let progress = Reporter::new("log entries");
+    let result = verify(source.as_ref(), &key, args.state.as_deref(), &progress);
+    progress.finish();
+    match result {
         Ok(report) => {
             let mut line = serde_json::to_value(&report).unwrap_or_default();
             line["ok"] = true.into();
@@ -85,39 +100,34 @@ pub(crate) fn ledger_verify(args: &LedgerVerifyArgs) -> ExitCode {
         }
         Err(e) => {
             println!("{}", serde_json::json!({"ok": false, "error": e}));
-            eprintln!("anchorgate ledger verify: FAILED: {e}");
-            ExitCode::from(1)
+            fail("ledger verify", EXIT_FAILURE, format!("FAILED: {e}"))
         }
     }
 }
 
 pub(crate) fn ledger_erase(args: LedgerEraseArgs) -> ExitCode {
-    let cfg = match args.config.load() {
-        Ok(c) => c,
-        Err(e) => return usage_error(&e),
+    let overrides = Overrides {
+        data_dir: args.data.data_dir,
+        ledger_key_file: args.key.ledger_key_file,
+        ..Overrides::default()
+    };
+    let cfg = match args.file.load("ledger erase", overrides) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
     };
     if anchorgate::fhir::route::resource_type(&args.rtype).is_none() {
-        eprintln!(
-            "anchorgate ledger erase: {:?} is not an R4 resource type",
-            args.rtype
-        );
-        return ExitCode::from(2);
+        let msg = format!("{:?} is not an R4 resource type", args.rtype);
+        return fail("ledger erase", EXIT_USAGE, msg);
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match one_shot_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("anchorgate ledger erase: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail("ledger erase", EXIT_FAILURE, e),
     };
     let result = rt.block_on(async {
         let ledger = anchorgate::ledger::Ledger::open(&cfg.ledger, &cfg.ledger_dir())?;
-        let out = ledger.erase(&args.rtype, &args.id).await?;
+        let out = ledger.erase(&args.rtype, &args.id).await;
         ledger.shutdown();
-        Ok::<_, anchorgate::ledger::LedgerError>(out)
+        out
     });
     match result {
         Ok((erased, event)) => {
@@ -127,9 +137,11 @@ pub(crate) fn ledger_erase(args: LedgerEraseArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("anchorgate ledger erase: {e}");
-            ExitCode::from(2)
+        // The store failing midway is a runtime failure; everything else (nothing to erase, the
+        // ledger in use, a wrong key or store) is for the operator to fix.
+        Err(e @ (LedgerError::Io(_) | LedgerError::Append(_))) => {
+            fail("ledger erase", EXIT_FAILURE, e)
         }
+        Err(e) => fail("ledger erase", EXIT_USAGE, e),
     }
 }

@@ -1,12 +1,16 @@
-//! The `anchorgate` command line: `serve` runs the gateway; `check-config` validates a configuration;
-//! `validate` checks FHIR resource files against base R4 and profiles.
+//! The `anchorgate` command line: `serve` runs the gateway, `check-config` prints its configuration,
+//! and one-shot commands make keys, validate files, verify and erase in the ledger, import consents
+//! and export decision records. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
 
 mod audit;
+mod check;
 mod common;
 mod consent;
 mod demo;
+mod help;
 mod keys;
 mod ledger;
+mod progress;
 mod serve;
 mod validate;
 
@@ -20,13 +24,14 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Anchorgate: a FHIR R4 gateway in front of an existing EHR.
+/// Anchorgate: a validating, consent-enforcing, ledger-anchoring FHIR R4 gateway in front of an EHR.
 ///
-/// It proxies the EHR's FHIR API, re-homes every URL under its own public base, and answers every
-/// failure with a FHIR OperationOutcome. Settings come from a TOML file, then ANCHORGATE_* environment
-/// variables, then flags (later wins).
+/// It proxies the EHR's FHIR API under its own public base. Every FHIR request needs a bearer token
+/// from a trusted issuer; patient consent and organisation policy decide what leaves; every write is
+/// validated against base R4 and profiles; every resource version and every decision is anchored in a
+/// signed Merkle ledger and recorded for compliance review. Every failure is a FHIR OperationOutcome.
 #[derive(Debug, Parser)]
-#[command(name = "anchorgate", version, propagate_version = true)]
+#[command(name = "anchorgate", version, propagate_version = true, after_help = help::TOP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,30 +42,39 @@ enum Command {
     /// Start the test EHR, a gateway in front of it with patients and consents loaded, and print
     /// ready-to-paste commands that show every promise of Anchorgate. Ctrl-C stops everything.
     Demo(demo::DemoArgs),
-    /// Run the gateway: listen, proxy the upstream FHIR API, serve /healthz, /readyz and /metrics.
+    /// Run the gateway: listen, proxy the upstream FHIR API, serve /healthz, /readyz, /metrics,
+    /// /ledger and /audit.
     ///
-    /// Stops gracefully on SIGTERM or Ctrl-C: no new connections, in-flight requests drained.
-    Serve(common::ConfigArgs),
-    /// Load and validate the configuration, print it, and exit (0 valid, 2 invalid).
-    CheckConfig(common::ConfigArgs),
+    /// Stops gracefully on SIGTERM or Ctrl-C: no new connections, in-flight requests drained, a last
+    /// checkpoint signed. Exits 0 when stopped, 1 when it cannot listen, 2 on a configuration error
+    /// (found before the port is bound).
+    #[command(after_help = help::SERVE)]
+    Serve(common::ServeArgs),
+    /// Load and validate the configuration `serve` would run with, and print it as TOML with its
+    /// warnings (0 valid, 2 invalid).
+    #[command(after_help = help::CHECK_CONFIG)]
+    CheckConfig(common::ServeArgs),
+    /// Make a signing key, written to --out with mode 0600 (an existing file is never overwritten).
+    ///
+    /// --kind ledger (default): an Ed25519 key for the ledger; prints the verifier key in signed-note
+    /// form (name+keyid+base64). --kind issuer (TEST/DEV ONLY): a token issuer key (PKCS#8 PEM) for
+    /// `anchorgate token`; prints its public JWKS (and writes it to --jwks-out).
+    #[command(after_help = help::KEYGEN)]
+    Keygen(keys::KeygenArgs),
+    /// TEST/DEV ONLY: mint a signed access token (JWT) with an issuer key and print it.
+    ///
+    /// Adds iat (now), exp (now + --ttl) and a random jti unless the claims give them. The kid is the
+    /// key's RFC 7638 thumbprint unless --kid names one, matching `keygen --kind issuer`'s JWKS.
+    #[command(after_help = help::TOKEN)]
+    Token(keys::TokenArgs),
     /// Validate FHIR resource files (JSON, or XML by the `.xml` extension) against base R4, the known
     /// profiles in their meta.profile (R4 core, IPS 2.0.0, and any loaded), and any --profile.
     ///
     /// Prints one JSON line per file: {"file", "valid", "outcome": OperationOutcome}. Exits 0 if all
     /// are valid, 1 if any is not, 2 on a usage error (a file that cannot be read or loaded, an unknown
     /// profile).
+    #[command(after_help = help::VALIDATE)]
     Validate(validate::ValidateArgs),
-    /// Make a signing key, written to --out with mode 0600 (an existing file is never overwritten).
-    ///
-    /// --kind ledger (default): an Ed25519 key for the ledger; prints the verifier key in signed-note
-    /// form (name+keyid+base64). --kind issuer (TEST/DEV ONLY): a token issuer key (PKCS#8 PEM) for
-    /// `anchorgate token`; prints its public JWKS (and writes it to --jwks-out).
-    Keygen(keys::KeygenArgs),
-    /// TEST/DEV ONLY: mint a signed access token (JWT) with an issuer key and print it.
-    ///
-    /// Adds iat (now), exp (now + --ttl) and a random jti unless the claims give them. The kid is the
-    /// key's RFC 7638 thumbprint unless --kid names one, matching `keygen --kind issuer`'s JWKS.
-    Token(keys::TokenArgs),
     /// The ledger: verify a log, erase a resource's salts.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -74,19 +88,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that read a configuration start the logs at its level once it is loaded.
+    if matches!(
+        cli.command,
+        Command::Validate(_)
+            | Command::Keygen(_)
+            | Command::Token(_)
+            | Command::Ledger(ledger::LedgerCommand::Verify(_))
+    ) {
+        common::init_logging_from_env();
+    }
     match cli.command {
         Command::Demo(args) => demo::run(&args),
-        Command::Serve(args) => match args.load() {
-            Ok(cfg) => serve::serve(cfg),
-            Err(e) => common::usage_error(&e),
-        },
-        Command::CheckConfig(args) => match args.load() {
-            Ok(cfg) => {
-                println!("{cfg:#?}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => common::usage_error(&e),
-        },
+        Command::Serve(args) => serve::serve(args),
+        Command::CheckConfig(args) => check::check_config(args),
         Command::Validate(args) => validate::validate_files(&args),
         Command::Keygen(args) if args.kind == keys::KeyKind::Issuer => keys::issuer_keygen(&args),
         Command::Keygen(args) => keys::keygen(&args),

@@ -1,15 +1,114 @@
 //! `anchorgate serve`: run the gateway until SIGTERM or Ctrl-C.
+//!
+//! Start-up order matters to an operator: every configuration mistake (exit 2) is found before the
+//! port is bound, and the port is bound (exit 1 if taken) before the ledger is opened, so a failed
+//! start never appends to the ledger.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anchorgate::config::Config;
-use anchorgate::server::{self, Gateway};
+use anchorgate::server::{self, Gateway, ServeError};
+use tokio::net::TcpListener;
 
-pub(crate) fn serve(cfg: Config) -> ExitCode {
+use crate::common::{fail, ServeArgs, EXIT_FAILURE, EXIT_USAGE};
+
+/// How long the start-up probe of the upstream waits for an answer.
+const UPSTREAM_PROBE: Duration = Duration::from_secs(2);
+
+pub(crate) fn serve(args: ServeArgs) -> ExitCode {
+    let cfg = match args.load() {
+        Ok(cfg) => cfg,
+        Err(e) => return fail("serve", EXIT_USAGE, e),
+    };
     anchorgate::telemetry::init_logging(&cfg.log);
-    // A panic's message can quote the data being handled (a resource, a header); log where it happened,
-    // never what it said. Panics in request handlers become 500 OperationOutcomes (server/stack.rs).
+    install_panic_hook();
+    if cfg.ledger.enabled && !cfg.ledger.key_configured() {
+        return fail("serve", EXIT_USAGE, anchorgate::ledger::LedgerError::NoKey);
+    }
+    cfg.log_paths();
+    for warning in cfg.warnings() {
+        tracing::warn!("{warning}");
+    }
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
+        let msg = format!("cannot create data_dir {}: {e}", cfg.data_dir.display());
+        return fail("serve", EXIT_USAGE, msg);
+    }
+    let rt = match runtime(cfg.worker_threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                "serve",
+                EXIT_FAILURE,
+                format!("cannot start the runtime: {e}"),
+            )
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        // What the operator must fix before the gateway can start (a bad key, a store that contradicts
+        // its checkpoints) is a configuration error; a port in use is a runtime failure.
+        Err(e @ ServeError::State(_)) => fail("serve", EXIT_USAGE, e),
+        Err(e) => fail("serve", EXIT_FAILURE, e),
+    }
+}
+
+/// Binds, opens the ledger and the rest, serves until a signal, then drains and signs.
+async fn run(cfg: Config) -> Result<(), ServeError> {
+    let addr = cfg.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let gw = Arc::new(Gateway::new(cfg)?);
+    tokio::spawn(probe_upstream(gw.clone()));
+    let served = server::serve_on(listener, gw.clone(), shutdown_signal()).await;
+    // Drained: store the last requests' decisions, then sign what they anchored.
+    let grace = gw.config.timeouts.shutdown_grace();
+    if let Err(e) = gw.enforcer.recorder.flush(grace).await {
+        tracing::error!(error = %e, "the last decision records could NOT be written");
+    }
+    if let Some(ledger) = &gw.ledger {
+        ledger.shutdown();
+    }
+    served
+}
+
+/// Warns once, at start, when the upstream does not answer `GET [base]/metadata`: the gateway still
+/// starts (the EHR may come up later; `/readyz` keeps saying so), but the operator hears of it now
+/// rather than from the first 502.
+async fn probe_upstream(gw: Arc<Gateway>) {
+    if !gw.upstream.ready(UPSTREAM_PROBE).await {
+        let base = gw.upstream.base().as_str().trim_end_matches('/');
+        tracing::warn!(
+            upstream = %base,
+            "the upstream does not answer GET {base}/metadata within {}s: FHIR requests will answer 502 or 504 until it does (check --upstream / ANCHORGATE_UPSTREAM)",
+            UPSTREAM_PROBE.as_secs()
+        );
+    }
+}
+
+/// One worker thread is best served by the current-thread scheduler: no work-stealing queues and no
+/// cross-thread wake-ups, which measurably lowers per-request CPU (tests/load/RESULTS.md).
+fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut rt = if worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    rt.enable_all();
+    if worker_threads > 1 {
+        rt.worker_threads(worker_threads);
+    }
+    rt.build()
+}
+
+/// A panic's message can quote the data being handled (a resource, a header); log where it happened,
+/// never what it said. Panics in request handlers become 500 OperationOutcomes (server/stack.rs).
+fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
@@ -19,60 +118,6 @@ pub(crate) fn serve(cfg: Config) -> ExitCode {
             "panic caught"
         );
     }));
-    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
-        eprintln!(
-            "anchorgate: cannot create data_dir {}: {e}",
-            cfg.data_dir.display()
-        );
-        return ExitCode::from(2);
-    }
-    // One worker thread is best served by the current-thread scheduler: no work-stealing queues and
-    // no cross-thread wake-ups, which measurably lowers per-request CPU (tests/load/RESULTS.md).
-    let mut rt = if cfg.worker_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    rt.enable_all();
-    if cfg.worker_threads > 1 {
-        rt.worker_threads(cfg.worker_threads);
-    }
-    let rt = match rt.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("anchorgate: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async move {
-        let gw = Arc::new(Gateway::new(cfg).map_err(server::ServeError::from)?);
-        let served = server::serve(gw.clone(), shutdown_signal()).await;
-        // Drained: store the last requests' decisions, then sign what they anchored.
-        let grace = gw.config.timeouts.shutdown_grace();
-        if let Err(e) = gw.enforcer.recorder.flush(grace).await {
-            tracing::error!(error = %e, "the last decision records could NOT be written");
-        }
-        if let Some(ledger) = &gw.ledger {
-            ledger.shutdown();
-        }
-        served
-    });
-    match result {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot serve");
-            eprintln!("anchorgate: {e}");
-            // What the operator must fix before the gateway can start (no key, a store that contradicts
-            // its checkpoints) is a usage error, like a bad config; a lost port is a runtime failure.
-            match e {
-                server::ServeError::State(_) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
-        }
-    }
 }
 
 /// Completes on SIGTERM or SIGINT.

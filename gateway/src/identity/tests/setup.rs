@@ -17,8 +17,6 @@ fn config_parses_and_validates() {
     let issuer = TestIssuer::new(SigAlg::ES256);
     let jwks = dir.join("idp.jwks.json");
     std::fs::write(&jwks, issuer.key.jwks(&issuer.kid).to_string()).unwrap();
-    std::fs::create_dir_all(dir.join("policies")).unwrap();
-    std::fs::copy(partners_file(), dir.join("policies/partners.toml")).unwrap();
     let cfg_file = dir.join("anchorgate.toml");
     std::fs::write(
         &cfg_file,
@@ -45,7 +43,7 @@ refresh_secs = 600
     cfg.identity.check().unwrap();
     assert_eq!(cfg.identity.issuers[0].replay, ReplayMode::SingleUse);
     assert_eq!(cfg.identity.issuers[1].replay, ReplayMode::Reusable);
-    // Relative paths resolve next to the config file; the default registry is found there.
+    // Relative paths resolve next to the config file; without partners_file the shipped registry applies.
     let a = Authenticator::new(&cfg.identity, None).unwrap();
     assert_eq!(a.partners().len(), 4);
     assert_eq!(a.audience.as_deref(), Some("https://gw.test/fhir"));

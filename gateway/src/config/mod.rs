@@ -1,16 +1,26 @@
 //! Typed configuration: a TOML file, then `ANCHORGATE_*` env vars and flags, validated before any port is bound.
 //!
 //! Precedence, lowest to highest: built-in defaults, the TOML file (`--config`), environment variables,
-//! command-line flags. Environment variables and flags are merged by `clap` in `main.rs` and applied with
-//! [`Config::apply_overrides`], so every override has exactly one name in each place.
+//! command-line flags. Environment variables and flags are merged by `clap` in the binary and applied
+//! with [`Config::apply_overrides`], so every override has exactly one name in each place.
+//! [`Config::load`] does it all in order: read, resolve relative paths ([`paths`]), override, validate.
+
+mod paths;
+mod report;
+mod sections;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
+
+pub use paths::{absolute, working_dir};
+pub use sections::{
+    LimitsConfig, LogConfig, LogFormat, TimeoutsConfig, TlsConfig, UpstreamClientConfig,
+    UpstreamFormat,
+};
 
 /// Environment variable naming the TOML config file.
 pub const ENV_CONFIG: &str = "ANCHORGATE_CONFIG";
@@ -73,7 +83,7 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// The whole gateway configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the gateway listens on.
@@ -85,7 +95,8 @@ pub struct Config {
     pub public_base: Option<Url>,
     /// Path under which the gateway serves the FHIR API when `public_base` is unset.
     pub fhir_path: String,
-    /// Directory for the gateway's own state (store, ledger).
+    /// Directory for the gateway's own state (store, ledger). Relative: to the config file's directory
+    /// (see [`paths`]).
     pub data_dir: PathBuf,
     /// Tokio worker threads; 0 means one per core.
     pub worker_threads: usize,
@@ -121,97 +132,6 @@ pub struct Config {
     pub enforcement: crate::server::enforce::EnforcementConfig,
 }
 
-/// Which FHIR format the upstream is spoken to in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamFormat {
-    /// Whatever the client negotiates.
-    #[default]
-    Auto,
-    /// Always FHIR JSON.
-    Json,
-    /// Always FHIR XML.
-    Xml,
-}
-
-/// Body-size and concurrency limits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Largest request body accepted, in bytes; larger answers 413.
-    pub max_request_body: usize,
-    /// Largest FHIR response body the gateway will inspect, in bytes; larger answers 502.
-    /// Non-FHIR bodies (e.g. raw Binary) stream through and are not limited.
-    pub max_response_body: usize,
-    /// Requests processed at once; beyond this the gateway answers 503 at once rather than queueing.
-    pub max_concurrent_requests: usize,
-    /// HTTP/2 streams per client connection.
-    pub max_h2_streams: u32,
-}
-
-/// Timeouts, each in milliseconds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TimeoutsConfig {
-    /// Time a client has to send its request headers.
-    pub client_header_ms: u64,
-    /// Time a client has to send its whole request body; slower answers 408.
-    pub client_body_ms: u64,
-    /// Time to open a connection to the upstream; failure answers 502.
-    pub upstream_connect_ms: u64,
-    /// Time the upstream has to send response headers; slower answers 504.
-    pub upstream_response_ms: u64,
-    /// Time the upstream has to send a response body the gateway inspects; slower answers 504.
-    pub upstream_body_ms: u64,
-    /// Time given to in-flight requests after SIGTERM before the gateway exits.
-    pub shutdown_grace_ms: u64,
-}
-
-/// How the gateway talks to the upstream.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UpstreamClientConfig {
-    /// Use HTTP/2 without negotiation (h2c) for a plain-HTTP upstream. For HTTPS upstreams HTTP/2 is
-    /// negotiated with ALPN whatever this says.
-    pub http2_prior_knowledge: bool,
-    /// Idle keep-alive connections kept per upstream host.
-    pub pool_max_idle_per_host: usize,
-    /// How long an idle pooled connection is kept, in milliseconds.
-    pub pool_idle_timeout_ms: u64,
-    /// PEM file with extra CA certificates to trust for an HTTPS upstream.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// TLS termination for client connections.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain.
-    pub cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
-
-/// Structured logging.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// A `tracing` filter such as `info` or `anchorgate=debug`.
-    pub level: String,
-    /// `json` (default) or `pretty`.
-    pub format: LogFormat,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Pretty,
-}
-
 /// Values from the environment or the command line that override the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -236,8 +156,6 @@ pub struct Overrides {
     /// See [`crate::policy::PolicyConfig::default_policy`].
     pub default_policy: Option<String>,
 }
-
-const MIB: usize = 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -272,79 +190,25 @@ fn default_upstream() -> Url {
     Url::parse("http://127.0.0.1:8090/fhir").unwrap_or_else(|_| unreachable!())
 }
 
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_request_body: 16 * MIB,
-            max_response_body: 64 * MIB,
-            max_concurrent_requests: 4096,
-            max_h2_streams: 256,
-        }
-    }
-}
-
-impl Default for TimeoutsConfig {
-    fn default() -> Self {
-        Self {
-            client_header_ms: 10_000,
-            client_body_ms: 30_000,
-            upstream_connect_ms: 3_000,
-            upstream_response_ms: 60_000,
-            upstream_body_ms: 60_000,
-            shutdown_grace_ms: 25_000,
-        }
-    }
-}
-
-impl Default for UpstreamClientConfig {
-    fn default() -> Self {
-        Self {
-            http2_prior_knowledge: false,
-            pool_max_idle_per_host: 256,
-            pool_idle_timeout_ms: 60_000,
-            ca_file: None,
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-            format: LogFormat::Json,
-        }
-    }
-}
-
-impl TimeoutsConfig {
-    /// [`Self::client_header_ms`] as a duration.
-    pub fn client_header(&self) -> Duration {
-        Duration::from_millis(self.client_header_ms)
-    }
-    /// [`Self::client_body_ms`] as a duration.
-    pub fn client_body(&self) -> Duration {
-        Duration::from_millis(self.client_body_ms)
-    }
-    /// [`Self::upstream_connect_ms`] as a duration.
-    pub fn upstream_connect(&self) -> Duration {
-        Duration::from_millis(self.upstream_connect_ms)
-    }
-    /// [`Self::upstream_response_ms`] as a duration.
-    pub fn upstream_response(&self) -> Duration {
-        Duration::from_millis(self.upstream_response_ms)
-    }
-    /// [`Self::upstream_body_ms`] as a duration.
-    pub fn upstream_body(&self) -> Duration {
-        Duration::from_millis(self.upstream_body_ms)
-    }
-    /// [`Self::shutdown_grace_ms`] as a duration.
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_millis(self.shutdown_grace_ms)
-    }
-}
-
 impl Config {
-    /// Reads the TOML file at `path`.
+    /// Loads the configuration a command runs with: the file (or the defaults), every relative path
+    /// made absolute by the one rule of [`paths`], then `overrides`, then [`Self::validate`].
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => Self::from_file(path)?,
+            None => {
+                let mut cfg = Self::default();
+                cfg.resolve_paths(&working_dir()?);
+                cfg
+            }
+        };
+        cfg.apply_overrides(overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads the TOML file at `path`; relative paths in it (and the default `data_dir`) are made
+    /// relative to the file's directory.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -354,8 +218,9 @@ impl Config {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
-        // Files named in `[identity]` are found next to the config file.
-        cfg.identity.base_dir = path.parent().map(Path::to_owned);
+        let file = absolute("--config", path)?;
+        let dir = file.parent().unwrap_or(Path::new("/"));
+        cfg.resolve_paths(dir);
         Ok(cfg)
     }
 
@@ -379,11 +244,12 @@ impl Config {
             let url = Url::parse(&v).map_err(|e| invalid("public_base", format!("{v:?}: {e}")))?;
             self.public_base = Some(url);
         }
+        // Typed in a shell, so relative to the working directory, whatever the file's rule.
         if let Some(v) = o.data_dir {
-            self.data_dir = v;
+            self.data_dir = absolute("data_dir", &v)?;
         }
         if let Some(v) = o.ledger_key_file {
-            self.ledger.key_file = Some(v);
+            self.ledger.key_file = Some(absolute("ledger.key_file", &v)?);
         }
         if o.ephemeral_ledger_key {
             self.ledger.ephemeral_key = true;
@@ -400,16 +266,7 @@ impl Config {
             self.log.level = v;
         }
         if let Some(v) = o.log_format {
-            self.log.format = match v.as_str() {
-                "json" => LogFormat::Json,
-                "pretty" => LogFormat::Pretty,
-                _ => {
-                    return Err(invalid(
-                        "log.format",
-                        format!("{v:?}: expected json or pretty"),
-                    ))
-                }
-            };
+            self.log.format = v.parse().map_err(|e: String| invalid("log.format", e))?;
         }
         Ok(())
     }
@@ -549,80 +406,4 @@ fn check_base_url(setting: &'static str, url: &Url) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().unwrap();
-    }
-
-    #[test]
-    fn file_then_overrides() {
-        let mut c = Config::from_toml(
-            "listen = \"0.0.0.0:9000\"\nupstream = \"http://a:1/fhir\"\n[limits]\nmax_request_body = 10\n",
-        )
-        .unwrap();
-        assert_eq!(c.limits.max_request_body, 10);
-        c.apply_overrides(Overrides {
-            upstream: Some("https://b/r4".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(c.upstream.as_str(), "https://b/r4");
-        assert_eq!(c.listen.port(), 9000);
-        c.validate().unwrap();
-    }
-
-    #[test]
-    fn default_policy_from_file_then_env_and_policy_dir_checked() {
-        use crate::policy::DefaultPolicy;
-        let mut c = Config::from_toml("[policy]\ndefault_policy = \"permit\"\n").unwrap();
-        assert_eq!(c.policy.default_policy, DefaultPolicy::Permit);
-        assert_eq!(Config::default().policy.default_policy, DefaultPolicy::Deny);
-        c.apply_overrides(Overrides {
-            default_policy: Some("deny".into()),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(c.policy.default_policy, DefaultPolicy::Deny);
-        let e = c
-            .apply_overrides(Overrides {
-                default_policy: Some("opt-out".into()),
-                ..Default::default()
-            })
-            .unwrap_err();
-        assert!(e.to_string().contains("policy.default_policy"), "{e}");
-        assert!(Config::from_toml("[policy]\ndefault_policy = \"maybe\"\n").is_err());
-        c.policy.dir = Some(PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../policies"
-        )));
-        c.validate().unwrap();
-        c.policy.dir = Some(PathBuf::from("/nonexistent/policies"));
-        let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("policy.dir") && e.contains("policy.toml"), "{e}");
-    }
-
-    #[test]
-    fn rejects_unknown_keys_and_bad_values() {
-        assert!(Config::from_toml("lisen = \"x\"").is_err());
-        let mut c = Config::default();
-        assert!(c
-            .apply_overrides(Overrides {
-                listen: Some("nope".into()),
-                ..Default::default()
-            })
-            .is_err());
-        c.upstream = Url::parse("ftp://x/fhir").unwrap();
-        assert!(c.validate().is_err());
-        let c = Config {
-            upstream: Url::parse("http://x/fhir?a=b").unwrap(),
-            ..Config::default()
-        };
-        assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.timeouts.upstream_response_ms = 0;
-        assert!(c.validate().is_err());
-    }
-}
+mod tests;
