@@ -82,6 +82,33 @@ fn invalid_config_exits_2_before_binding() {
     );
 }
 
+/// A port already in use is found before the ledger is opened: exit 1, the error said once, and no
+/// ledger made (so no key entry appended to any ledger).
+#[test]
+fn a_port_in_use_fails_before_the_ledger_is_opened() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = work_dir("port-in-use");
+    let out = Command::new(gateway_bin())
+        .args(["serve", "--ephemeral-ledger-key", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env_remove("ANCHORGATE_CONFIG")
+        .env("ANCHORGATE_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("cannot listen").count(), 1, "{err}");
+    assert!(err.contains(&port.to_string()), "{err}");
+    assert!(
+        !dir.join("data/ledger").exists(),
+        "the ledger was opened: {err}"
+    );
+    drop(taken);
+}
+
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_0() {
     let port = faulty_upstream(Some(Duration::from_millis(1500)));
