@@ -1,5 +1,5 @@
 //! The HL7 validator-case runner: our validator's verdicts, error counts and error locations against the
-//! HL7 Java validator's expected outcomes (`../shared/data/fhir-validator-cases`).
+//! HL7 Java validator's expected outcomes (the repository's copy: [`REPO_CASES`]).
 //!
 //! Both steps run: `base` (the core specification, plus the profiles in the instance's `meta.profile`)
 //! and `profile` (also against the StructureDefinition in `validate_against`). Each case's `supporting`
@@ -8,15 +8,21 @@
 //! version, so its expected outcomes assume what other cases loaded (`profile-choice-2` uses Address
 //! profiles that only the `aggregation-*` cases load).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 use anchorgate::fhir::parse::parse;
 use anchorgate::fhir::Format;
 use anchorgate::validate::definitions::Definitions;
 use anchorgate::validate::{is_valid, ValidateOptions, Validator};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use flate2::read::GzDecoder;
 use serde_json::Value;
+
+/// The cases in the repository, from its root: HL7's case folder packed whole by
+/// `tests/data/make-subset.py` (see `tests/data/README.md`).
+pub const REPO_CASES: &str = "tests/data/fhir-validator-cases.tar.gz";
 
 /// Expected-valid cases that contradict R4 and the reference validator's own verdict on the same content
 /// elsewhere in this set; they count against agreement but are not false rejects.
@@ -61,37 +67,146 @@ pub struct CasesReport {
     pub cases: Vec<CaseResult>,
 }
 
-/// Runs every case in `dir` (the folder holding `cases.json` and `files/`).
-pub fn run(dir: &Path) -> Result<CasesReport> {
-    let text = std::fs::read_to_string(dir.join("cases.json")).context("reading cases.json")?;
-    let doc: Value = serde_json::from_str(&text).context("parsing cases.json")?;
+/// A case folder's files (`cases.json`, `files/…`) by their path in it, read from the folder or from a
+/// `.tar.gz` of it: the archive is read in memory, nothing is unpacked on disk.
+#[derive(Debug, Clone, Default)]
+pub struct CaseFiles {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl CaseFiles {
+    /// Reads the folder, or the `.tar.gz` holding it (at its top or under one folder).
+    pub fn open(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("no HL7 validator cases at {}", path.display()))?;
+        let mut files = BTreeMap::new();
+        if meta.is_dir() {
+            read_dir_into(path, "", &mut files)?;
+        } else {
+            read_tar_gz_into(path, &mut files)
+                .with_context(|| format!("reading {}", path.display()))?;
+        }
+        // The folder is the one holding `cases.json`; an archive may name it in every member.
+        let top = files
+            .keys()
+            .filter_map(|k| k.strip_suffix("cases.json"))
+            .filter(|p| p.is_empty() || p.ends_with('/'))
+            .min_by_key(|p| p.len())
+            .map(str::to_owned)
+            .with_context(|| format!("{} holds no cases.json", path.display()))?;
+        let files = files
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(&top).map(|k| (k.to_owned(), v)))
+            .collect();
+        Ok(Self { files })
+    }
+
+    /// One file's bytes, by its path in the folder.
+    pub fn get(&self, path: &str) -> Result<&[u8]> {
+        self.files
+            .get(path)
+            .map(Vec::as_slice)
+            .with_context(|| format!("{path} is not among the case files"))
+    }
+
+    /// One resource of `files/`, parsed: XML when its name says so, else JSON.
+    pub fn resource(&self, name: &str) -> Result<Value> {
+        let bytes = self.get(&format!("files/{name}"))?;
+        let format = if name.to_ascii_lowercase().ends_with(".xml") {
+            Format::Xml
+        } else {
+            Format::Json
+        };
+        parse(format, bytes).with_context(|| format!("parsing {name}"))
+    }
+
+    /// Adds the definitions of one file of `files/` (a definition, or a Bundle of them) to `defs`.
+    fn load(&self, defs: &mut Definitions, name: &str) -> Result<()> {
+        let resource = self.resource(name)?;
+        let rt = resource["resourceType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if defs.add(resource) == 0 && rt != "Bundle" {
+            bail!("{name} is not a definition ({rt})");
+        }
+        Ok(())
+    }
+}
+
+/// Every file under `dir`, keyed by `prefix` and its path below `dir` (`/`-separated).
+fn read_dir_into(dir: &Path, prefix: &str, files: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = format!(
+            "{prefix}{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if path.is_dir() {
+            read_dir_into(&path, &format!("{name}/"), files)?;
+        } else {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            files.insert(name, bytes);
+        }
+    }
+    Ok(())
+}
+
+/// Every regular file of a `.tar.gz`, keyed by its member name.
+fn read_tar_gz_into(path: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Result<()> {
+    let gz = GzDecoder::new(BufReader::new(std::fs::File::open(path)?));
+    let mut archive = tar::Archive::new(gz);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading member {name}"))?;
+        files.insert(name, bytes);
+    }
+    Ok(())
+}
+
+/// Runs every case of `path`: the folder holding `cases.json` and `files/`, or a `.tar.gz` of it
+/// (such as [`REPO_CASES`]).
+pub fn run(path: &Path) -> Result<CasesReport> {
+    run_files(&CaseFiles::open(path)?)
+}
+
+/// Runs every case of `files`.
+pub fn run_files(files: &CaseFiles) -> Result<CasesReport> {
+    let doc: Value =
+        serde_json::from_slice(files.get("cases.json")?).context("parsing cases.json")?;
     let mut report = CasesReport::default();
     let cases = doc["cases"].as_array().context("cases.json has no cases")?;
-    let files = dir.join("files");
     // The definitions every case loads (supporting, profiles, the profile validated against).
     let mut all = Definitions::default();
     for case in cases {
         for key in ["supporting", "profiles"] {
             for f in case[key].as_array().into_iter().flatten() {
                 let f = f.as_str().unwrap_or_default();
-                all.load_path(&files.join(f))
+                files
+                    .load(&mut all, f)
                     .with_context(|| format!("loading {f}"))?;
             }
         }
         if let Some(f) = case["validate_against"].as_str() {
-            let sd = anchorgate::validate::definitions::read_resource(&files.join(f))
-                .with_context(|| format!("loading {f}"))?;
-            all.add(sd);
+            all.add(files.resource(f).with_context(|| format!("loading {f}"))?);
         }
     }
     let shared = Validator::r4().with_definitions(&all);
     for case in cases {
-        report.cases.push(run_case(dir, case, &shared)?);
+        report.cases.push(run_case(files, case, &shared)?);
     }
     Ok(report)
 }
 
-fn run_case(dir: &Path, case: &Value, shared: &Validator) -> Result<CaseResult> {
+fn run_case(files: &CaseFiles, case: &Value, shared: &Validator) -> Result<CaseResult> {
     let text = |k: &str| case[k].as_str().unwrap_or_default().to_owned();
     let errors: Vec<&Value> = case["expected"]["errors"]
         .as_array()
@@ -112,12 +227,12 @@ fn run_case(dir: &Path, case: &Value, shared: &Validator) -> Result<CaseResult> 
         expected_error_count: errors.len(),
         our_messages: Vec::new(),
     };
-    let files = dir.join("files");
     let mut defs = Definitions::default();
     for key in ["supporting", "profiles"] {
         for f in case[key].as_array().into_iter().flatten() {
             let f = f.as_str().unwrap_or_default();
-            defs.load_path(&files.join(f))
+            files
+                .load(&mut defs, f)
                 .with_context(|| format!("case {}: loading {f}", result.name))?;
         }
     }
@@ -128,7 +243,8 @@ fn run_case(dir: &Path, case: &Value, shared: &Validator) -> Result<CaseResult> 
         .check_displays(true);
     if result.step == "profile" {
         let f = text("validate_against");
-        let sd = anchorgate::validate::definitions::read_resource(&files.join(&f))
+        let sd = files
+            .resource(&f)
             .with_context(|| format!("case {}: loading {f}", result.name))?;
         options
             .profiles
@@ -147,9 +263,10 @@ fn run_case(dir: &Path, case: &Value, shared: &Validator) -> Result<CaseResult> 
     } else {
         Format::Json
     };
-    let bytes = std::fs::read(dir.join("files").join(text("file")))
+    let bytes = files
+        .get(&format!("files/{}", text("file")))
         .with_context(|| format!("case {}", result.name))?;
-    match parse(format, &bytes) {
+    match parse(format, bytes) {
         Ok(v) => {
             let outcome = validator.validate_with(&v, &options);
             result.ours_valid = Some(is_valid(&outcome));

@@ -25,3 +25,6 @@ pub mod telemetry;
 pub mod threads;
 pub mod upstream;
 pub mod validate;
+
+#[cfg(test)]
+mod test_data;

@@ -2,26 +2,25 @@
 //! and through the gateway, and fails unless every check is identical.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::path::PathBuf;
-
 use anchorgate_conformance::rest::{run, RestOptions};
 use anchorgate_e2e::{repo_root, superuser_token, Gateway, Upstream};
 
 #[test]
 fn every_interaction_is_identical_through_the_gateway() {
+    // The repository's Synthea bundles (tests/data/README.md), checked before anything starts.
+    let synthea = repo_root().join("tests/data/synthea/bundles");
+    assert!(
+        synthea.is_dir(),
+        "{} is missing. The test data is committed in tests/data/: restore it with `git checkout -- \
+         tests/data`, or remake it from ../shared/data with `python3 tests/data/make-subset.py`",
+        synthea.display()
+    );
     let up = Upstream::start();
     let gw = Gateway::start(&up.base);
-    let synthea = repo_root().join("../shared/data/synthea/bundles");
-    let synthea_dir: Option<PathBuf> = if synthea.is_dir() {
-        Some(synthea)
-    } else {
-        eprintln!("SKIP Synthea load: {} not found", synthea.display());
-        None
-    };
     let report = run(&RestOptions {
         upstream_base: up.base.clone(),
         gateway_base: gw.base.clone(),
-        synthea_dir,
+        synthea_dir: Some(synthea),
         bearer_token: Some(superuser_token().to_owned()),
     })
     .unwrap();
@@ -31,5 +30,10 @@ fn every_interaction_is_identical_through_the_gateway() {
     std::fs::write(out.join("rest-report.md"), &md).unwrap();
     println!("{md}");
     assert!(report.total() >= 35, "only {} checks", report.total());
+    let sy = report.synthea.as_ref().expect("the Synthea section ran");
+    assert!(
+        sy.files > 0 && sy.bundles_loaded == sy.files,
+        "every committed bundle loads\n{md}"
+    );
     assert!(report.all_passed(), "{md}");
 }

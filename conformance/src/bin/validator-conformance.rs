@@ -8,8 +8,9 @@ use clap::Parser;
 /// Runs `cases.json` from an HL7 validator-case folder; exits 1 on any false reject.
 #[derive(Debug, Parser)]
 struct Args {
-    /// The folder holding `cases.json` and `files/`.
-    #[arg(long, default_value = "../shared/data/fhir-validator-cases")]
+    /// The folder holding `cases.json` and `files/`, or a `.tar.gz` of it (default: the repository's
+    /// copy, from the repository root).
+    #[arg(long, default_value = anchorgate_conformance::validator_cases::REPO_CASES)]
     cases: PathBuf,
     /// Also write the Markdown report here.
     #[arg(long)]

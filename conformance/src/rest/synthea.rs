@@ -1,11 +1,14 @@
 //! Synthea: loading the transaction Bundles through the gateway and comparing every created resource.
+//! Bundle files may be gzipped (`*.json.gz`, as the repository keeps them in `tests/data/synthea/`).
 //!
 //! Each resource is read back (a vread of its `entry.response.location`) directly from the upstream
 //! and through the gateway; the two must be identical apart from the base URL.
 
+use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
+use flate2::read::GzDecoder;
 use serde_json::Value;
 
 use super::compare::find_leak;
@@ -99,9 +102,17 @@ fn mismatch(rep: &mut SyntheaReport, text: String) {
     }
 }
 
-/// The file's bytes if it is a transaction or batch Bundle in JSON; otherwise why not.
+/// The file's bytes (gunzipped when its name ends in `.gz`) if it is a transaction or batch Bundle in
+/// JSON; otherwise why not.
 fn usable_bundle(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut plain = Vec::new();
+        GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut plain)
+            .map_err(|e| format!("not gzip: {e}"))?;
+        bytes = plain;
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("empty file ({} bytes)", bytes.len()));
     }

@@ -1,35 +1,20 @@
 //! Corpus tests: every Synthea resource is valid; verdict agreement with the HL7 validator's base cases.
-
-use std::path::{Path, PathBuf};
+//! Both corpora are the repository's (`tests/data/`).
 
 use serde_json::Value;
 
 use crate::fhir::format::Format;
 use crate::fhir::parse::parse;
+use crate::test_data;
 use crate::validate::{is_valid, Validator};
 
-/// `../shared/data` from the workspace root, if present.
-fn data_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    dir.is_dir().then_some(dir)
-}
-
-/// Synthea resources known to be invalid in base R4, with why. Empty: none found.
-/// Every resource of the Synthea NDJSON corpus under `data`, in file order.
-fn synthea(data: &Path) -> Vec<Value> {
-    let dir = data.join("synthea/ndjson-10-patients");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ndjson") && !p.ends_with("log.ndjson"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
+/// Every resource of the Synthea NDJSON subset, in file order (the export log left out).
+fn synthea() -> Vec<Value> {
+    test_data::synthea_ndjson()
+        .into_iter()
+        .filter(|(name, _)| name != "log.ndjson")
+        .flat_map(|(_, text)| {
+            text.lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| parse(Format::Json, l.as_bytes()).unwrap())
                 .collect::<Vec<Value>>()
@@ -37,16 +22,13 @@ fn synthea(data: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Synthea resources known to be invalid in base R4, with why. Empty: none found.
 const SYNTHEA_ALLOWLIST: &[(&str, &str)] = &[];
 
 #[test]
 fn synthea_resources_are_valid() {
-    let Some(data) = data_dir() else {
-        eprintln!("skipped: ../shared/data is absent");
-        return;
-    };
     let (mut total, mut failures) = (0usize, Vec::new());
-    for v in synthea(&data) {
+    for v in synthea() {
         total += 1;
         let key = format!(
             "{}/{}",
@@ -83,12 +65,8 @@ fn synthea_resources_are_valid() {
 /// nothing the StructureDefinition walk missed (the walk is at least as strict as the schema).
 #[test]
 fn json_schema_agrees_with_the_walk_on_the_corpora() {
-    let Some(data) = data_dir() else {
-        eprintln!("skipped: ../shared/data is absent");
-        return;
-    };
     let mut schema_rejects = Vec::new();
-    let corpus = synthea(&data);
+    let corpus = synthea();
     let total = corpus.len();
     for v in &corpus {
         let issues = crate::validate::schema::check(v);
@@ -99,10 +77,8 @@ fn json_schema_agrees_with_the_walk_on_the_corpora() {
     assert!(total > 1000);
     assert!(schema_rejects.is_empty(), "{schema_rejects:?}");
 
-    let cases_dir = data.join("fhir-validator-cases");
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(cases_dir.join("cases.json")).unwrap())
-            .unwrap();
+    let files = test_data::validator_cases();
+    let cases: Value = serde_json::from_slice(&files["cases.json"]).unwrap();
     let (mut walk_missed, mut schema_false) = (Vec::new(), Vec::new());
     for c in cases["cases"].as_array().unwrap() {
         if c["step"] != "base" {
@@ -113,9 +89,8 @@ fn json_schema_agrees_with_the_walk_on_the_corpora() {
         } else {
             Format::Json
         };
-        let bytes =
-            std::fs::read(cases_dir.join("files").join(c["file"].as_str().unwrap())).unwrap();
-        let Ok(v) = parse(format, &bytes) else {
+        let bytes = &files[&format!("files/{}", c["file"].as_str().unwrap())];
+        let Ok(v) = parse(format, bytes) else {
             continue;
         };
         let walk_ok = is_valid(&Validator::r4().validate(&v));

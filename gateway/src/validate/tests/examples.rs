@@ -3,12 +3,11 @@
 //!
 //! The 19 MB package is not in the repository. `python3 profiles/build-definitions.py --fetch-only
 //! --tarballs target/fhir-packages` downloads it (`npm pack`) and checks its pinned sha512; the test
-//! reads it from there, or from `$ANCHORGATE_R4_EXAMPLES`, and says SKIP when neither exists.
+//! reads it from there, or from `$ANCHORGATE_R4_EXAMPLES`, and fails, saying how to get it, when
+//! neither exists (`tests/run.sh` fetches it before the tests).
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use flate2::read::GzDecoder;
 use serde_json::Value;
 use sha2::{Digest, Sha512};
 
@@ -168,67 +167,36 @@ const NO_BASE: &str = "SearchParameter.base (1..*) is missing";
 const LOGICAL_NO_BASE: &str =
     "sdf-4: a non-abstract logical model (pattern) without baseDefinition";
 
-fn tarball() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ANCHORGATE_R4_EXAMPLES") {
-        return Some(PathBuf::from(p));
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/fhir-packages")
-        .join(TARBALL);
-    p.is_file().then_some(p)
-}
-
-/// The regular files of a tar archive: (name, contents). Only what npm writes (ustar, maybe pax
-/// headers, which are skipped).
-fn untar(data: &[u8]) -> Vec<(String, &[u8])> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + 512 <= data.len() {
-        let h = &data[at..at + 512];
-        if h.iter().all(|b| *b == 0) {
-            break;
-        }
-        let field = |r: std::ops::Range<usize>| {
-            let f = &h[r];
-            let end = f.iter().position(|b| *b == 0).unwrap_or(f.len());
-            String::from_utf8_lossy(&f[..end]).into_owned()
-        };
-        let size = usize::from_str_radix(field(124..136).trim(), 8).unwrap();
-        let (prefix, name) = (field(345..500), field(0..100));
-        let name = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let body = at + 512;
-        if matches!(h[156], b'0' | 0) {
-            out.push((name, &data[body..body + size]));
-        }
-        at = body + size.div_ceil(512) * 512;
-    }
-    out
+/// `$ANCHORGATE_R4_EXAMPLES`, or the package where `tests/run.sh` fetches it.
+fn tarball() -> PathBuf {
+    std::env::var_os("ANCHORGATE_R4_EXAMPLES").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/fhir-packages")
+                .join(TARBALL)
+        },
+        PathBuf::from,
+    )
 }
 
 #[test]
 fn r4_examples_are_valid() {
-    let Some(path) = tarball() else {
-        eprintln!(
-            "SKIP r4_examples_are_valid: no {TARBALL} in target/fhir-packages/ (run `python3 \
-             profiles/build-definitions.py --fetch-only --tarballs target/fhir-packages`) and no \
-             $ANCHORGATE_R4_EXAMPLES"
-        );
-        return;
-    };
-    let gz = std::fs::read(&path).unwrap();
+    let path = tarball();
+    let gz = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the R4 examples package {} ({e}): run `python3 \
+             profiles/build-definitions.py --fetch-only --tarballs target/fhir-packages` (as \
+             tests/run.sh does), or set $ANCHORGATE_R4_EXAMPLES to a copy of {TARBALL}",
+            path.display()
+        )
+    });
     let got: String = Sha512::digest(&gz)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(got, SHA512, "{} is not the pinned package", path.display());
-    let mut tar = Vec::new();
-    GzDecoder::new(gz.as_slice()).read_to_end(&mut tar).unwrap();
     let (mut total, mut failures, mut listed) = (0usize, Vec::new(), Vec::new());
-    for (name, body) in untar(&tar) {
+    for (name, body) in crate::test_data::untar_gz(&gz) {
         let Some(file) = name.strip_prefix("package/") else {
             continue;
         };
@@ -239,7 +207,7 @@ fn r4_examples_are_valid() {
         {
             continue;
         }
-        let v: Value = serde_json::from_slice(body).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
         if v.get("resourceType").is_none() {
             continue;
         }
