@@ -1,63 +1,99 @@
-//! Benchmarks of R4 validation: the Synthea corpus (`../shared/data/synthea/ndjson-10-patients`, when
-//! present) resource by resource, base only and against the matching IPS profiles, and one Observation
-//! that needs no data files.
+//! Benchmarks of R4 validation: the Synthea corpus resource by resource, base only and against the
+//! matching IPS profiles, one Observation that needs no data files, and a transaction Bundle of about
+//! 100 patients.
+//!
+//! The Synthea data is the repository's subset (`tests/data/synthea/`, see its README.md).
+//! `ANCHORGATE_BENCH_NDJSON` and `ANCHORGATE_BENCH_BUNDLES` name other folders of such files, gzipped or
+//! not, such as the full sets `../shared/data/synthea/ndjson-10-patients` and `…/bundles`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark set-up on known input
 
 use std::hint::black_box;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use anchorgate::fhir::Severity;
 use anchorgate::validate::{is_valid, schema, ValidateOptions, Validator};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flate2::read::GzDecoder;
 use serde_json::Value;
 
 // The binary's allocator (gateway/src/bin/anchorgate/main.rs), so the figures are the gateway's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn synthea() -> Vec<Value> {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/synthea/ndjson-10-patients");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!(
-            "no Synthea corpus at {}: corpus benchmark skipped",
+/// `$var`, or `tests/data/synthea/<sub>` in the repository.
+fn data_dir(var: &str, sub: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/data/synthea")
+                .join(sub)
+        },
+        PathBuf::from,
+    )
+}
+
+/// The non-empty files of `dir` named `*<ext>` or `*<ext>.gz`, by name, as text (gunzipped).
+fn texts(dir: &Path, ext: &str) -> Vec<(String, String)> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the repository's copy is tests/data/synthea/; see its README.md)",
             dir.display()
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "ndjson") && !p.ends_with("log.ndjson") {
-            for line in std::fs::read_to_string(&p)
-                .unwrap()
-                .lines()
-                .filter(|l| !l.is_empty())
-            {
-                out.push(serde_json::from_str(line).unwrap());
-            }
-        }
-    }
+        )
+    });
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(ext) || name.ends_with(&format!("{ext}.gz"))
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let raw = std::fs::read(p).unwrap();
+            let text = if p.extension().is_some_and(|e| e == "gz") {
+                let mut s = String::new();
+                GzDecoder::new(raw.as_slice())
+                    .read_to_string(&mut s)
+                    .unwrap();
+                s
+            } else {
+                String::from_utf8(raw).unwrap()
+            };
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, text)
+        })
+        .filter(|(_, text)| !text.trim().is_empty())
+        .collect()
+}
+
+/// Every resource of the Synthea NDJSON export (the export log left out).
+fn synthea() -> Vec<Value> {
+    let dir = data_dir("ANCHORGATE_BENCH_NDJSON", "ndjson");
+    let out: Vec<Value> = texts(&dir, ".ndjson")
+        .iter()
+        .filter(|(name, _)| !name.starts_with("log.ndjson"))
+        .flat_map(|(_, text)| text.lines().filter(|l| !l.is_empty()))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(!out.is_empty(), "no Synthea resources in {}", dir.display());
     out
 }
 
-/// One transaction Bundle of about 100 patients: the 18 Synthea patient bundles' entries, copied six
-/// times with fresh `urn:uuid`s (the "HAPI takes 7-20 s for a 100-patient bundle" yardstick).
+/// One transaction Bundle of about 100 patients: the Synthea patient bundles' entries, copied as often
+/// as it takes with fresh `urn:uuid`s (the "HAPI takes 7-20 s for a 100-patient bundle"
+/// yardstick).
 fn hundred_patient_bundle() -> Option<(Value, usize)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/synthea/bundles");
-    let mut texts = Vec::new();
-    for e in std::fs::read_dir(&dir).ok()? {
-        let p = e.ok()?.path();
-        let text = std::fs::read_to_string(&p).ok()?;
-        if !text.trim().is_empty() {
-            texts.push(text);
-        }
-    }
+    let dir = data_dir("ANCHORGATE_BENCH_BUNDLES", "bundles");
+    let texts: Vec<String> = texts(&dir, ".json").into_iter().map(|(_, t)| t).collect();
+    let copies = u32::try_from(100usize.div_ceil(texts.len().max(1))).ok()?;
     // Each copy gets its own uuids (the first group replaced by a hash of copy and uuid); entries the
     // patient bundles share (Organizations, Practitioners) appear once per copy, as in one transaction.
     let uuid = regex::Regex::new("urn:uuid:([0-9a-f]{8})(-[0-9a-f-]{27})").ok()?;
     let (mut entries, mut patients) = (Vec::new(), 0);
-    for copy in 0..6u32 {
+    for copy in 0..copies {
         let mut seen = std::collections::HashSet::new();
         for text in &texts {
             let renamed = uuid.replace_all(text, |c: &regex::Captures<'_>| {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate the canned FHIR responses served by the load harness' static upstream.
 
-python3 stdlib only.  Input: a Synthea bulk-export directory (``*.ndjson``).
+python3 stdlib only.  Input: a Synthea bulk-export directory (``*.ndjson``, or gzipped
+``*.ndjson.gz`` as in the repository's tests/data/synthea/ndjson).
 Output (into --out):
 
   patient.json          one Patient, as a FHIR read would return it
@@ -20,6 +21,7 @@ script into a temp dir on every run; nothing generated is committed.
 Output is deterministic for a given input and --upstream-base.
 """
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -32,6 +34,10 @@ LAST_UPDATED = "2024-08-06T18:12:57.000+00:00"
 
 
 def read_ndjson(path):
+    """The resources of `path`, or of `path`.gz when only that exists."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        with gzip.open(path + ".gz", "rt", encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 

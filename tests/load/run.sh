@@ -43,7 +43,9 @@
 #   LOAD_RETRIES=2            ... at most this many times, then kept and flagged
 #   LOAD_ROUNDS=1             repeat the whole matrix; the report shows, per cell and target,
 #                             the run with the median rps (3 gives much steadier ratios)
-#   LOAD_DATA=DIR             Synthea ndjson dir (default ../shared/data/synthea/ndjson-10-patients)
+#   LOAD_DATA=DIR             Synthea ndjson dir, *.ndjson or *.ndjson.gz (default the repository's
+#                             tests/data/synthea/ndjson; ../shared/data/synthea/ndjson-10-patients
+#                             is the full export, with the same patient and Encounters served)
 #   LOAD_RESULTS_MD=FILE      where to write the report (default tests/load/RESULTS.md)
 #   LOAD_KEEP_TMP=1           keep the temp dir (configs, logs, raw results)
 #   LOAD_BUILD_TIMEOUT=1800   seconds allowed for cargo build
@@ -58,7 +60,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
-DATA=${LOAD_DATA:-$REPO/../shared/data/synthea/ndjson-10-patients}
+DATA=${LOAD_DATA:-$REPO/tests/data/synthea/ndjson}
 DURATION=${LOAD_DURATION:-10s}
 WARMUP=${LOAD_WARMUP:-2s}
 CONNS=${LOAD_CONNS:-"1 16 64"}
@@ -236,7 +238,8 @@ wait_ready() { # url secs pid logfile what
 
 # ====================================================================== main
 ensure_tools
-[ -f "$DATA/Patient.000.ndjson" ] || die "Synthea data not found in $DATA (set LOAD_DATA)"
+[ -f "$DATA/Patient.000.ndjson" ] || [ -f "$DATA/Patient.000.ndjson.gz" ] \
+  || die "Synthea data not found in $DATA (set LOAD_DATA; the repository's copy is tests/data/synthea/ndjson)"
 for c in $CONNS; do [[ $c =~ ^[0-9]+$ ]] && [ "$c" -ge 1 ] || die "bad LOAD_CONNS entry: $c"; done
 DUR_S=$(dur_secs "$DURATION"); WARM_S=$(dur_secs "$WARMUP")
 [[ $DUR_S =~ ^[0-9]+$ ]] && [[ $WARM_S =~ ^[0-9]+$ ]] || die "bad LOAD_DURATION/LOAD_WARMUP"
@@ -684,7 +687,7 @@ $PIN_TEXT
 - Worker budget: nginx peer \`worker_processes $WORKERS\`; Anchorgate \`ANCHORGATE_WORKER_THREADS=$WORKERS\` (release build, \`ANCHORGATE_LOG=$GW_LOG\`, i.e. no per-request log lines, like nginx's \`access_log off\`). Static upstream nginx: 1 worker, \`sendfile on\`, \`tcp_nopush off\` (with TCP_CORK the tail of the 88 KB Bundle stalled on the proxies' pooled connections: ~40 ms p99 spikes through both proxies), \`open_file_cache\`.
 - nginx peer: \`proxy_pass\` to an \`upstream { keepalive 64; }\` block, \`proxy_http_version 1.1\`, \`proxy_set_header Connection ""\`, \`access_log off\`, memory-only proxy buffers (256 KiB; the Bundle never spills to disk), \`keepalive_requests 1000000\` on both sides (the default 1000 would force reconnects).
 - Load: \`wrk -t$WRK_THREADS\` (capped at the connection count) with keep-alive connections at $(echo $CONNS | sed 's/ /, /g') connections, ${DURATION} per run after a ${WARMUP} warm-up per target and case; header \`Accept: application/fhir+json\`. Targets are interleaved per (case, concurrency) cell; a cell during which other processes used more than $MAX_OTHER cores is repeated (at most $RETRIES times) and the least disturbed attempt is kept. $ROUNDS round(s) of the whole matrix; with several rounds each row is the round with the median rps for that target and cell. Latency percentiles come from wrk's histogram (closed-loop client, so queueing delay under saturation is under-reported).
-- Canned responses (generated at run time by \`tests/load/gen_canned.py\` from Synthea \`ndjson-10-patients\`): Patient \`$PID_\` ($CANNED_SIZE_PATIENT bytes); searchset Bundle of 50 of that patient's $CANNED_SEARCH_TOTAL Encounters ($CANNED_SIZE_SEARCH50 bytes) whose \`link\` self/next and every \`entry.fullUrl\` are absolute on the upstream base \`http://127.0.0.1:<upstream port>/fhir\`; all served as \`application/fhir+json;charset=utf-8\`.
+- Canned responses (generated at run time by \`tests/load/gen_canned.py\` from the Synthea export in \`${DATA#"$REPO"/}\`): Patient \`$PID_\` ($CANNED_SIZE_PATIENT bytes); searchset Bundle of 50 of that patient's $CANNED_SEARCH_TOTAL Encounters ($CANNED_SIZE_SEARCH50 bytes) whose \`link\` self/next and every \`entry.fullUrl\` are absolute on the upstream base \`http://127.0.0.1:<upstream port>/fhir\`; all served as \`application/fhir+json;charset=utf-8\`.
 - Correctness gate before timing: every target must return the Patient and the 50-entry Bundle; Anchorgate's Bundle must contain its own public base and must not contain the upstream's host:port.
 EOF
 )
