@@ -42,7 +42,10 @@ fn parse_expect(line: &str) -> Option<Expect> {
 /// The README's first command block's first line: the command that builds and runs the demo.
 fn readme_first_command() -> String {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let block = readme.split("```sh\n").nth(1).expect("README has a sh block");
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .expect("README has a sh block");
     let line = block.lines().next().unwrap();
     let cmd = line.split(" #").next().unwrap().trim().to_owned();
     assert!(
@@ -79,7 +82,12 @@ fn readme_first_command_runs_the_demo_and_every_printed_line_works() {
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(600).saturating_sub(start.elapsed()))
-            .unwrap_or_else(|_| panic!("the demo printed no ready line; it printed:\n{}", printed.join("\n")));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the demo printed no ready line; it printed:\n{}",
+                    printed.join("\n")
+                )
+            });
         let done = line.starts_with("# Ready.");
         printed.push(line);
         if done {
@@ -105,11 +113,17 @@ fn readme_first_command_runs_the_demo_and_every_printed_line_works() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "the demo did not stop on SIGINT");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the demo did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "the demo exited with {status}");
-    assert!(!std::path::Path::new(&dir).exists(), "{dir} was not removed");
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "{dir} was not removed"
+    );
     for var in ["GW", "EHR"] {
         let url = printed
             .iter()
@@ -172,7 +186,11 @@ fn run_printed(printed: &[String]) -> usize {
         let (marker, after) = seg.split_once('\n').unwrap_or((seg, ""));
         let output = std::mem::replace(&mut seen, after.to_owned());
         let exit_ok = marker.ends_with("exit=0");
-        let last = output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = output
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         let status_ok = match &e.status {
             Some(s) => last.trim() == s,
             None => exit_ok,
@@ -198,4 +216,19 @@ fn run_printed(printed: &[String]) -> usize {
         String::from_utf8_lossy(&out.stderr)
     );
     expects.len()
+}
+
+/// The checker itself fails on a wrong status, a missing text, a forbidden text and a failed command.
+#[test]
+fn the_checker_catches_every_kind_of_broken_expectation() {
+    let ok = |lines: &[&str]| {
+        let printed: Vec<String> = lines.iter().map(|s| (*s).to_owned()).collect();
+        std::panic::catch_unwind(|| run_printed(&printed)).is_ok()
+    };
+    assert!(ok(&["export X=1", "# expect 200 \"a\"", "echo a; echo $X; echo 200"]));
+    assert!(!ok(&["# expect 200", "echo 404"]));
+    assert!(!ok(&["# expect 200 \"intact\"", "echo tampered; echo 200"]));
+    assert!(!ok(&["# expect 404 !\"Secret\"", "echo Secret; echo 404"]));
+    assert!(!ok(&["# expect exit 0", "false"]));
+    assert!(ok(&["# expect exit 0 \"\\\"ok\\\":true\"", "echo '{\"ok\":true}'"]));
 }
