@@ -121,14 +121,23 @@ dir = "../policies"
     .unwrap();
     let c = Config::from_file(&file).unwrap();
     assert_eq!(c.data_dir, dir.join("anchorgate-data"));
-    assert_eq!(c.validation.definitions, [dir.join("defs"), "/abs/defs".into()]);
+    assert_eq!(
+        c.validation.definitions,
+        [dir.join("defs"), "/abs/defs".into()]
+    );
     assert_eq!(c.upstream_client.ca_file, Some(dir.join("ca.pem")));
     let tls = c.tls.as_ref().unwrap();
-    assert_eq!((&tls.cert, &tls.key), (&dir.join("tls/cert.pem"), &"/etc/tls/key.pem".into()));
+    assert_eq!(
+        (&tls.cert, &tls.key),
+        (&dir.join("tls/cert.pem"), &"/etc/tls/key.pem".into())
+    );
     assert_eq!(c.ledger_dir(), dir.join("ledger-here"));
     assert_eq!(c.ledger.key_file, Some(dir.join("keys/ledger.key")));
     assert_eq!(c.identity.partners_file, Some(dir.join("partners.toml")));
-    assert_eq!(c.identity.issuers[0].jwks_file, Some(dir.join("idp.jwks.json")));
+    assert_eq!(
+        c.identity.issuers[0].jwks_file,
+        Some(dir.join("idp.jwks.json"))
+    );
     assert_eq!(c.policy.dir, Some(dir.join("../policies")));
     // A config file named relatively resolves the same way (from_file makes its name absolute).
     let mut c = Config::from_file(&file).unwrap();
@@ -143,7 +152,11 @@ dir = "../policies"
     let cwd = std::env::current_dir().unwrap();
     assert_eq!(c.data_dir, cwd.join("flag-data"));
     assert_eq!(c.ledger.key_file, Some(cwd.join("flag.key")));
-    assert_eq!(c.ledger_dir(), dir.join("ledger-here"), "ledger.dir stays the file's");
+    assert_eq!(
+        c.ledger_dir(),
+        dir.join("ledger-here"),
+        "ledger.dir stays the file's"
+    );
     // Without a file, the defaults resolve against the working directory.
     let c = Config::load(None, Overrides::default()).unwrap();
     assert_eq!(c.data_dir, cwd.join("anchorgate-data"));
@@ -166,7 +179,11 @@ fn a_named_partners_file_must_exist_beside_the_config() {
             && e.contains(&dir.join("partners.toml").display().to_string()),
         "{e}"
     );
-    std::fs::copy(repo_file("policies/partners.toml"), dir.join("partners.toml")).unwrap();
+    std::fs::copy(
+        repo_file("policies/partners.toml"),
+        dir.join("partners.toml"),
+    )
+    .unwrap();
     Config::load(Some(&file), Overrides::default()).unwrap();
     std::fs::write(&file, "").unwrap();
     let c = Config::load(Some(&file), Overrides::default()).unwrap();
@@ -178,11 +195,16 @@ fn a_named_partners_file_must_exist_beside_the_config() {
 /// `check-config` prints `to_toml`: it must read back (as a config file would) to the same settings.
 #[test]
 fn the_effective_config_round_trips_through_toml() {
-    let example = Config::load(Some(&repo_file("anchorgate.example.toml")), Overrides::default())
-        .unwrap();
-    let mut custom = Config::default();
-    custom.public_base = Some(Url::parse("https://fhir.example.org/fhir").unwrap());
-    custom.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    let example = Config::load(
+        Some(&repo_file("anchorgate.example.toml")),
+        Overrides::default(),
+    )
+    .unwrap();
+    let mut custom = Config {
+        public_base: Some(Url::parse("https://fhir.example.org/fhir").unwrap()),
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Config::default()
+    };
     custom.validation.per_type.insert(
         "Binary".into(),
         crate::validate::enforce::ValidationMode::Off,
@@ -210,7 +232,10 @@ fn the_example_config_is_accepted() {
     assert!(jwks.is_file(), "{}", jwks.display());
     crate::identity::Authenticator::new(&c.identity, None).unwrap();
     let warnings = c.warnings();
-    assert!(warnings.iter().all(|w| w.contains("ledger")), "{warnings:?}");
+    assert!(
+        warnings.iter().all(|w| w.contains("ledger")),
+        "{warnings:?}"
+    );
     // Every setting of the defaults is in the example, with the same value, except those the
     // example sets on purpose (an audience and an issuer) and the paths it resolves.
     let defaults = toml::Value::try_from(Config::default()).unwrap();
