@@ -56,9 +56,9 @@ pub(crate) struct ConfigFile {
     /// TOML config file. Relative paths in it are relative to its directory.
     #[arg(long, short, env = config::ENV_CONFIG, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    #[arg(long = "log-level", env = config::ENV_LOG, hide = true)]
+    #[arg(long = "log", env = config::ENV_LOG, hide = true)]
     log: Option<String>,
-    #[arg(long = "log-output-format", env = config::ENV_LOG_FORMAT, hide = true)]
+    #[arg(long = "log-format", env = config::ENV_LOG_FORMAT, hide = true)]
     log_format: Option<String>,
 }
 
