@@ -225,10 +225,17 @@ fn the_checker_catches_every_kind_of_broken_expectation() {
         let printed: Vec<String> = lines.iter().map(|s| (*s).to_owned()).collect();
         std::panic::catch_unwind(|| run_printed(&printed)).is_ok()
     };
-    assert!(ok(&["export X=1", "# expect 200 \"a\"", "echo a; echo $X; echo 200"]));
+    assert!(ok(&[
+        "export X=1",
+        "# expect 200 \"a\"",
+        "echo a; echo $X; echo 200"
+    ]));
     assert!(!ok(&["# expect 200", "echo 404"]));
     assert!(!ok(&["# expect 200 \"intact\"", "echo tampered; echo 200"]));
     assert!(!ok(&["# expect 404 !\"Secret\"", "echo Secret; echo 404"]));
     assert!(!ok(&["# expect exit 0", "false"]));
-    assert!(ok(&["# expect exit 0 \"\\\"ok\\\":true\"", "echo '{\"ok\":true}'"]));
+    assert!(ok(&[
+        "# expect exit 0 \"\\\"ok\\\":true\"",
+        "echo '{\"ok\":true}'"
+    ]));
 }
