@@ -91,7 +91,8 @@ fn main() -> ExitCode {
     // Commands that read a configuration start the logs at its level once it is loaded.
     if matches!(
         cli.command,
-        Command::Validate(_)
+        Command::Demo(_)
+            | Command::Validate(_)
             | Command::Keygen(_)
             | Command::Token(_)
             | Command::Ledger(ledger::LedgerCommand::Verify(_))

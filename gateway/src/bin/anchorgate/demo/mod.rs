@@ -56,19 +56,19 @@ struct Started {
 impl Drop for Started {
     fn drop(&mut self) {
         if let Some(gw) = &mut self.gateway {
-            eprintln!("anchorgate demo: stopping the gateway");
+            tracing::info!("anchorgate demo: stopping the gateway");
             gw.stop();
         }
         if let Some(ehr) = &self.ehr {
-            eprintln!("anchorgate demo: stopping the test EHR");
+            tracing::info!("anchorgate demo: stopping the test EHR");
             ehr.stop();
         }
         match (&self.dir, self.keep) {
             (Some(dir), false) => {
                 let _ = std::fs::remove_dir_all(dir);
-                eprintln!("anchorgate demo: removed {}", dir.display());
+                tracing::info!("anchorgate demo: removed {}", dir.display());
             }
-            (Some(dir), true) => eprintln!("anchorgate demo: kept {}", dir.display()),
+            (Some(dir), true) => tracing::info!("anchorgate demo: kept {}", dir.display()),
             (None, _) => {}
         }
     }
@@ -88,7 +88,7 @@ pub(crate) fn run(args: &DemoArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("anchorgate demo: {e}");
+            tracing::error!("anchorgate demo: {e}");
             ExitCode::FAILURE
         }
     }
@@ -99,7 +99,7 @@ fn start(args: &DemoArgs, started: &mut Started) -> Result<(), String> {
     let ehr_port = pick_port(args.ehr_port, 8090)?;
     let dir = make_dir(args.dir.as_deref())?;
     started.dir = Some(dir.clone());
-    eprintln!(
+    tracing::info!(
         "anchorgate demo: starting the test EHR on port {ehr_port} (the first run installs it from PyPI, about a minute)"
     );
     let ehr = started.ehr.insert(TestEhr::start(&dir, ehr_port)?);
@@ -107,7 +107,7 @@ fn start(args: &DemoArgs, started: &mut Started) -> Result<(), String> {
     let keys = Keys::make(&dir)?;
     let config = setup::write_config(&dir, port, &ehr_base)?;
     let root = format!("http://127.0.0.1:{port}");
-    eprintln!("anchorgate demo: starting the gateway on port {port}");
+    tracing::info!("anchorgate demo: starting the gateway on port {port}");
     let gw = started
         .gateway
         .insert(GatewayChild::start(&dir, &config, &root)?);
@@ -118,7 +118,7 @@ fn start(args: &DemoArgs, started: &mut Started) -> Result<(), String> {
         json!({"sub": "demo-loader", "client_id": "demo-loader", "scope": "system/*.cruds",
                "extensions": {"hl7-b2b": {"organization_id": "Organization/org-h1", "purpose_of_use": ["TREAT"]}}}),
     )?;
-    eprintln!(
+    tracing::info!(
         "anchorgate demo: loading three Synthea patients and their consents through the gateway"
     );
     let loaded = load::load(&audience, &loader)?;
@@ -261,7 +261,7 @@ fn wait_for_stop(started: &mut Started) {
                 () = &mut signal => return,
                 () = tokio::time::sleep(Duration::from_millis(500)) => {
                     if started.gateway.as_mut().is_some_and(GatewayChild::exited) {
-                        eprintln!("anchorgate demo: the gateway exited; stopping");
+                        tracing::info!("anchorgate demo: the gateway exited; stopping");
                         return;
                     }
                 }
