@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::filter::entries;
+
 /// A JSON object's members in document order, each value still raw text borrowed from the input.
 #[derive(Debug)]
 pub struct RawObject<'a> {
@@ -214,20 +216,49 @@ impl<'a> SplitBundle<'a> {
 
     /// `Bundle.link`, raw.
     pub fn link(&self) -> Option<&'a RawValue> {
+        self.raw("link")
+    }
+
+    /// The last member called `name` other than `entry`, raw.
+    fn raw(&self, name: &str) -> Option<&'a RawValue> {
         self.members.iter().rev().find_map(|(k, v)| match v {
-            BundleMember::Raw(r) if *k == "link" => Some(*r),
+            BundleMember::Raw(r) if *k == name => Some(*r),
             _ => None,
         })
     }
 
+    /// Whether the Bundle has a `total`.
+    pub fn has_total(&self) -> bool {
+        self.raw("total").is_some()
+    }
+
+    /// Whether `Bundle.total` is present and goes out when the entries `keep` admits (by position)
+    /// are kept: the same rule, on the same values, as the tree's `filter::entries::retain` (`next`:
+    /// whether `Bundle.link` names a next page). `total` and each entry's `search` are parsed only
+    /// when the cheaper conditions hold: a single complete page with nothing withheld.
+    pub fn keeps_total(&self, keep: &[bool], next: bool) -> bool {
+        let Some(total) = self.raw("total") else {
+            return false;
+        };
+        let removed = keep.iter().filter(|k| !**k).count();
+        if next || removed > 0 {
+            return false;
+        }
+        let Ok(total) = serde_json::from_str::<Value>(total.get()) else {
+            return false;
+        };
+        let matches = || self.entries().iter().filter(|e| e.is_match()).count();
+        entries::total_disclosable(&total, next, removed, matches)
+    }
+
     /// The Bundle written back from its own text: the entries `keep` admits (by position), `total`
-    /// gone when any was withheld (and `entry` too when none is left), `link` replaced by `links`
-    /// when given.
-    pub fn write_filtered(&self, keep: &[bool], links: Option<&[u8]>) -> Vec<u8> {
+    /// only when `keep_total` (see [`SplitBundle::keeps_total`]), `entry` gone when any was withheld
+    /// and none is left, `link` replaced by `links` when given.
+    pub fn write_filtered(&self, keep: &[bool], keep_total: bool, links: Option<&[u8]>) -> Vec<u8> {
         let removed = keep.iter().any(|k| !*k);
         let mut out = Vec::with_capacity(self.len + links.map_or(0, <[u8]>::len));
         write_members(&mut out, &self.members, |out, name, v| match (name, v) {
-            ("total", _) if removed => false,
+            ("total", _) if !keep_total => false,
             (_, BundleMember::Entries(entries)) => {
                 let kept = entries.iter().zip(keep).filter(|(_, k)| **k);
                 let mut any = false;
@@ -275,6 +306,17 @@ impl<'a> SplitEntry<'a> {
                 .ok()
                 .is_some_and(|s| s.str("mode") == Some("outcome")),
             _ => false,
+        }
+    }
+
+    /// Whether it is a match entry (see `filter::entries::is_match`). Its `search` is parsed as
+    /// the tree path parses it, so that escaped or repeated members read the same on both paths.
+    pub fn is_match(&self) -> bool {
+        match self.members.iter().rev().find(|(k, _)| *k == "search") {
+            Some((_, EntryMember::Raw(r))) => {
+                serde_json::from_str::<Value>(r.get()).is_ok_and(|s| entries::is_match(Some(&s)))
+            }
+            _ => true,
         }
     }
 
@@ -352,18 +394,30 @@ mod tests {
         assert_eq!(o.full().unwrap(), json!({"id": "b"}));
     }
 
-    /// The split path's answer, parsed, for the entries `keep` admits.
+    /// The split path's answer, parsed, for the entries `keep` admits: `total` decided as
+    /// `judge_json` decides it, from the upstream's links.
     fn written(text: &str, keep: &[bool], links: Option<&Value>) -> Value {
         let split = SplitBundle::parse(text).unwrap();
+        let upstream_links = split.link().map(|l| serde_json::from_str(l.get()).unwrap());
+        let keep_total = split.keeps_total(keep, entries::has_next(upstream_links.as_ref()));
         let links = links.map(|l| serde_json::to_vec(l).unwrap());
-        serde_json::from_slice(&split.write_filtered(keep, links.as_deref())).unwrap()
+        serde_json::from_slice(&split.write_filtered(keep, keep_total, links.as_deref())).unwrap()
     }
 
-    /// The tree path's answer for the same decisions.
+    /// The tree path's answer for the same decisions (`keep` is by position; `retain` asks only
+    /// about the entries it judges, as `judge_bundle` gives it their verdicts).
     fn retained(text: &str, keep: &[bool]) -> Value {
         let mut doc: Value = serde_json::from_str(text).unwrap();
-        let mut it = keep.iter();
-        crate::filter::entries::retain(&mut doc, |_| *it.next().unwrap());
+        let judged: Vec<bool> = doc["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(keep)
+            .filter(|(e, _)| e.get("resource").is_some() && e["search"]["mode"] != "outcome")
+            .map(|(_, k)| *k)
+            .collect();
+        let mut it = judged.into_iter();
+        entries::retain(&mut doc, |_| it.next().unwrap());
         doc
     }
 
@@ -408,6 +462,61 @@ mod tests {
         );
     }
 
+    /// Issue 17: `total` goes out only from a single complete page on which nothing was withheld and
+    /// which shows exactly `total` matches; the same on both paths.
+    #[test]
+    fn the_total_goes_out_only_when_it_counts_what_is_shown() {
+        let obs = |id: &str, mode: &str| {
+            format!(
+                r#"{{"resource":{{"resourceType":"Observation","id":"{id}"}},"search":{{"mode":"{mode}"}}}}"#
+            )
+        };
+        let bundle = |total: &str, next: bool, entries: &[String]| {
+            let next = if next {
+                r#",{"relation":"next","url":"http://up/fhir/Observation?_offset=2"}"#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"resourceType":"Bundle","type":"searchset"{total},"link":[{{"relation":"self","url":"http://up/fhir/Observation"}}{next}],"entry":[{}]}}"#,
+                entries.join(",")
+            )
+        };
+        let (a, b) = (obs("a", "match"), obs("b", "match"));
+        let (inc, outcome) = (obs("p", "include"), obs("o", "outcome"));
+        let history = r#"{"resourceType":"Bundle","type":"history","total":2,"entry":[
+            {"resource":{"resourceType":"Observation","id":"a"},"request":{"method":"PUT","url":"Observation/a"}},
+            {"fullUrl":"http://up/fhir/Observation/a","request":{"method":"DELETE","url":"Observation/a"}}]}"#;
+        let cases: Vec<(&str, String, Vec<bool>, bool)> = vec![
+            // `_count=0` and `_summary=count`: a total and no entries.
+            ("_count=0", r#"{"resourceType":"Bundle","type":"searchset","total":5}"#.into(), vec![], false),
+            ("nothing matched", r#"{"resourceType":"Bundle","total":0}"#.into(), vec![], true),
+            ("complete, all admitted", bundle(r#","total":2"#, false, &[a.clone(), b.clone()]), vec![true, true], true),
+            ("one withheld", bundle(r#","total":2"#, false, &[a.clone(), b.clone()]), vec![true, false], false),
+            ("total above the matches", bundle(r#","total":3"#, false, &[a.clone(), b.clone()]), vec![true, true], false),
+            ("a next page", bundle(r#","total":2"#, true, &[a.clone(), b.clone()]), vec![true, true], false),
+            ("includes are not matches", bundle(r#","total":3"#, false, &[a.clone(), b.clone(), inc.clone()]), vec![true; 3], false),
+            ("includes beside", bundle(r#","total":2"#, false, &[a.clone(), inc.clone(), b.clone(), outcome.clone()]), vec![true; 4], true),
+            ("an include withheld", bundle(r#","total":2"#, false, &[a.clone(), b.clone(), inc.clone()]), vec![true, true, false], false),
+            ("no mode is a match", bundle(r#","total":1"#, false, &[r#"{"resource":{"resourceType":"Observation","id":"a"}}"#.into()]), vec![true], true),
+            ("escaped mode", bundle(r#","total":1"#, false, &[r#"{"resource":{"resourceType":"Observation","id":"a"},"search":{"mode":"m\u0061tch"}}"#.into()]), vec![true], true),
+            ("repeated mode", bundle(r#","total":1"#, false, &[r#"{"resource":{"resourceType":"Observation","id":"a"},"search":{"mode":"match","mode":"include"}}"#.into()]), vec![true], false),
+            ("a total that is not a count", bundle(r#","total":"2""#, false, &[a.clone(), b.clone()]), vec![true, true], false),
+            ("history with a deletion", history.into(), vec![true, true], true),
+        ];
+        for (what, text, keep, kept) in cases {
+            let (split, tree) = (written(&text, &keep, None), retained(&text, &keep));
+            assert_eq!(split, tree, "{what}: the two paths differ");
+            assert_eq!(split.get("total").is_some(), kept, "{what}: {split}");
+        }
+        let no_total = bundle("", false, &[a]);
+        assert!(!SplitBundle::parse(&no_total).unwrap().has_total());
+        assert_eq!(
+            written(&no_total, &[true], None),
+            retained(&no_total, &[true])
+        );
+    }
+
     #[test]
     fn a_repeated_member_is_written_once_as_its_last_copy() {
         // A hostile upstream repeats `entry`, `resource` or `id`: an earlier copy must not slip out
@@ -423,7 +532,7 @@ mod tests {
         );
         assert_eq!(split.entries()[0].resource().unwrap().str("id"), Some("a"));
         assert_eq!(split.entries()[1].resource().unwrap().str("id"), Some("b"));
-        let s = String::from_utf8(split.write_filtered(&[true, true], None)).unwrap();
+        let s = String::from_utf8(split.write_filtered(&[true, true], false, None)).unwrap();
         assert!(!s.contains("secret"), "{s}");
         assert_eq!(s.matches("\"entry\"").count(), 1, "{s}");
     }

@@ -4,7 +4,7 @@
 //!  before:  token ─▶ scopes (403) ─▶ cursor ─▶ joins (403) ─▶ purpose (403) ─▶ upstream
 //!  after:   each resource ─▶ its patients ─▶ their ledger-checked consents ─▶ policy engine
 //!           ─▶ read: 404/403 when denied; search, history, $everything: entries removed, total
-//!              suppressed, paging links sealed to the principal
+//!              kept only when it counts exactly what is shown, paging links sealed to the principal
 //!  always:  a decision record, anchored as a decision entry
 //! ```
 
@@ -700,7 +700,8 @@ fn refuse_read(enf: &Enforcer, guard: &mut Guard, verdict: Verdict, doc: &Value)
 }
 
 /// A Bundle answer (search, history, `$everything`): every entry judged, the withheld removed,
-/// `total` suppressed if anything was, paging links sealed to the principal. Answers whether it changed.
+/// `total` kept only where it cannot count anything withheld (`filter::entries::total_disclosable`),
+/// paging links sealed to the principal. Answers whether it changed.
 async fn judge_bundle(
     gw: &Gateway,
     enf: &Enforcer,
@@ -709,32 +710,37 @@ async fn judge_bundle(
     public: &str,
     doc: &mut Value,
 ) -> Result<bool, GatewayError> {
-    // Judge every entry first (async: consents are loaded per patient), then remove.
+    // Judge every entry first (async: consents are loaded per patient), then remove. `retain` asks
+    // only about entries with a resource that are not `outcome`s, in order, so only theirs are
+    // kept: a verdict for any other (a history's deletion, an outcome before the matches) would
+    // shift every later verdict onto the wrong entry.
     let mut keep = Vec::new();
     if let Some(list) = doc.get("entry").and_then(Value::as_array) {
         for e in list {
-            let v = match e.get("resource") {
-                Some(r) if e.pointer("/search/mode").and_then(Value::as_str) != Some("outcome") => {
-                    judge_one(gw, enf, guard, evals, r, None).await? == Verdict::Admit
-                }
-                _ => true,
-            };
-            keep.push(v);
+            if let Some(r) = e
+                .get("resource")
+                .filter(|_| e.pointer("/search/mode").and_then(Value::as_str) != Some("outcome"))
+            {
+                keep.push(judge_one(gw, enf, guard, evals, r, None).await? == Verdict::Admit);
+            }
         }
     }
     let mut it = keep.into_iter();
+    // Before the links are sealed: a next link that cannot be sealed is dropped, and the page is
+    // still one of many.
     let f = entries::retain(doc, |_| it.next().unwrap_or(false));
-    count_withheld(guard, f.removed);
+    count_withheld(guard, f.removed, f.total_withheld);
     let sealed = seal_paging(gw, enf, guard, public, doc);
-    Ok(f.removed > 0 || sealed > 0)
+    Ok(f.removed > 0 || f.total_withheld || sealed > 0)
 }
 
 /// Counts entries withheld from a Bundle (across every Bundle of the answer: a batch may hold several
-/// searches), with the obligation that goes with them.
-fn count_withheld(guard: &mut Guard, removed: usize) {
+/// searches), with the obligation that goes with them and with a total left out
+/// (`filter::entries::total_disclosable`).
+fn count_withheld(guard: &mut Guard, removed: usize, total_withheld: bool) {
     guard.record.withheld += removed as u32;
     let suppress = "suppress-total".to_owned();
-    if removed > 0 && !guard.record.obligations.contains(&suppress) {
+    if (removed > 0 || total_withheld) && !guard.record.obligations.contains(&suppress) {
         guard.record.obligations.push(suppress);
     }
 }
@@ -808,7 +814,7 @@ enum Judged {
 
 /// The response phase for a JSON Bundle answer (search, history, `$everything`) without building its
 /// tree: each entry's resource is parsed only as far as its decision reads, and the answer is written
-/// back from the upstream's own text, minus the withheld entries, with `total` suppressed and paging
+/// back from the upstream's own text, minus the withheld entries, with `total` left out and paging
 /// links sealed exactly as [`judge_response`] does (see `fhir::lazy` for why).
 async fn judge_json(
     gw: &Gateway,
@@ -875,23 +881,43 @@ async fn judge_json(
         };
         keep.push(admit);
     }
+    write_judged(gw, enf, guard, public, &bundle, &keep)
+}
+
+/// The end of [`judge_json`] once every entry is judged (`keep`, by position): the record kept, the
+/// paging links sealed and `total` kept or left out as [`judge_bundle`] does, and the answer written.
+fn write_judged(
+    gw: &Gateway,
+    enf: &Enforcer,
+    guard: &mut Guard,
+    public: &str,
+    bundle: &SplitBundle<'_>,
+    keep: &[bool],
+) -> Result<Judged, GatewayError> {
     let removed = keep.iter().filter(|k| !**k).count();
-    count_withheld(guard, removed);
-    let links = match bundle.link() {
+    let (links, next) = match bundle.link() {
         Some(raw) => {
             let mut doc = serde_json::json!({"link": serde_json::from_str::<Value>(raw.get())
                 .map_err(|e| GatewayError::UpstreamBadResponse(format!("Bundle.link: {e}")))?});
-            (seal_paging(gw, enf, guard, public, &mut doc) > 0)
-                .then(|| serde_json::to_vec(&doc["link"]).unwrap_or_default())
+            // Read before sealing, as the tree path does (see `judge_bundle`).
+            let next = entries::has_next(doc.get("link"));
+            let sealed = (seal_paging(gw, enf, guard, public, &mut doc) > 0)
+                .then(|| serde_json::to_vec(&doc["link"]).unwrap_or_default());
+            (sealed, next)
         }
-        None => None,
+        None => (None, false),
     };
-    if removed == 0 && links.is_none() {
+    let keep_total = bundle.keeps_total(keep, next);
+    let total_withheld = !keep_total && bundle.has_total();
+    count_withheld(guard, removed, total_withheld);
+    if removed == 0 && !total_withheld && links.is_none() {
         return Ok(Judged::Unchanged);
     }
-    Ok(Judged::Changed(
-        bundle.write_filtered(&keep, links.as_deref()),
-    ))
+    Ok(Judged::Changed(bundle.write_filtered(
+        keep,
+        keep_total,
+        links.as_deref(),
+    )))
 }
 
 /// How much of a resource's text is parsed into the tree [`judge_one`] is given.
