@@ -133,7 +133,10 @@ fn bench(c: &mut Criterion) {
             b.iter(|| serde_json::from_slice::<Value>(black_box(&text)).unwrap())
         });
         g.bench_function("synthea_patient_parse_checked", |b| {
-            b.iter(|| anchorgate::fhir::wellformed::parse_json(black_box(&text)).unwrap())
+            b.iter(|| {
+                anchorgate::fhir::wellformed::parse_json(black_box(&text), &Default::default())
+                    .unwrap()
+            })
         });
         g.bench_function("synthea_patient_syntax_pass", |b| {
             b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&text)).unwrap())

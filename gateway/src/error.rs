@@ -36,6 +36,15 @@ pub enum GatewayError {
     /// The request body is larger than the limit.
     #[error("request body exceeds the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// The request body is within the size limit but over a structural one (`limits.max_nodes`,
+    /// `limits.max_xml_attributes`, `limits.max_bundle_entries`): 413, as for a body too large.
+    #[error("{0}")]
+    BodyTooCostly(String),
+    /// Applying a PATCH would pass `limits.max_request_body` or `limits.max_nodes`, nest too deep, or
+    /// take too much work: 422, RFC 5789's status for a patch the server will not apply, since the
+    /// patch document itself is acceptable.
+    #[error("{0}")]
+    PatchTooCostly(String),
     /// The request body is not well-formed.
     #[error("{message}")]
     MalformedBody {
@@ -130,7 +139,10 @@ impl GatewayError {
             E::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported)
             }
-            E::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly),
+            E::BodyTooLarge(_) | E::BodyTooCostly(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly)
+            }
+            E::PatchTooCostly(_) => (StatusCode::UNPROCESSABLE_ENTITY, IssueType::TooCostly),
             E::MalformedBody { .. } => (StatusCode::BAD_REQUEST, IssueType::Structure),
             E::BadRequest { .. } => (StatusCode::BAD_REQUEST, IssueType::Invalid),
             E::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, IssueType::Invalid),
@@ -241,6 +253,14 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(GatewayError::BodyTooLarge(1).classify().0, 413);
+        assert_eq!(
+            GatewayError::BodyTooCostly("x".into()).classify(),
+            (StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooCostly)
+        );
+        assert_eq!(
+            GatewayError::PatchTooCostly("x".into()).classify(),
+            (StatusCode::UNPROCESSABLE_ENTITY, IssueType::TooCostly)
+        );
         assert_eq!(GatewayError::UpstreamTimeout(5).classify().0, 504);
         assert_eq!(GatewayError::UpstreamUnreachable.classify().0, 502);
         assert_eq!(GatewayError::ClientTimeout(5).classify().0, 408);

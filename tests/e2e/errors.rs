@@ -280,3 +280,85 @@ fn upstream_operation_outcomes_pass_through_unchanged() {
     let via: serde_json::Value = via.json().unwrap();
     assert_eq!(strip_id(direct), strip_id(via));
 }
+
+/// The gateway's peak resident memory so far (`VmHWM`), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn work_is_bounded_before_it_is_done() {
+    // Issue 17 §4: a 2.5 KB JSON Patch copying an array into itself 30 times took the gateway past
+    // 21 GB; one XML element with 200,000 attributes took 34 s; a Bundle's entries were not counted.
+    let gw = Gateway::start(&Upstream::shared().base);
+    let (status, created) = post(
+        &gw.base,
+        "Patient",
+        "application/fhir+json",
+        r#"{"resourceType":"Patient","name":[{"family":"Doubling","given":["Ada","Byron"]}]}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let id: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let id = id["id"].as_str().unwrap().to_owned();
+    let copy = r#"{"op":"copy","from":"/name","path":"/name/-"}"#;
+    let patch = format!("[{}]", vec![copy; 30].join(","));
+    let started = Instant::now();
+    let r = client()
+        .patch(format!("{}/Patient/{id}", gw.base))
+        .header("content-type", "application/json-patch+json")
+        .body(patch)
+        .send()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 422);
+    let text = r.text().unwrap();
+    let oo = assert_outcome(&text, "too-costly");
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    let attrs: String = (0..200_000).map(|i| format!(" a{i}=\"\"")).collect();
+    let xml =
+        format!("<Patient xmlns=\"http://hl7.org/fhir\"{attrs}><active value=\"true\"/></Patient>");
+    let started = Instant::now();
+    let (status, text) = post(&gw.base, "Patient", "application/fhir+xml", xml);
+    let took = started.elapsed();
+    assert_eq!(status, 413, "{text}");
+    assert!(
+        assert_outcome(&text, "too-costly")["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_xml_attributes")
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    let entry = r#"{"request":{"method":"GET","url":"Patient/x"}}"#;
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","type":"batch","entry":[{}]}}"#,
+        vec![entry; 50_001].join(",")
+    );
+    let (status, text) = post(&gw.base, "", "application/fhir+json", bundle);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("limits.max_bundle_entries"), "{text}");
+
+    // Still serving, and never near the memory the patch asked for.
+    let r = client()
+        .get(format!("{}/Patient/{id}", gw.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let peak = peak_memory(gw.pid());
+    assert!(peak < 1 << 30, "peak resident memory {} MiB", peak >> 20);
+    eprintln!("peak resident memory {} MiB", peak >> 20);
+}

@@ -326,6 +326,13 @@ impl Config {
         if self.limits.max_request_body == 0 || self.limits.max_response_body == 0 {
             return Err(invalid("limits", "body limits must be above zero"));
         }
+        let l = &self.limits;
+        if l.max_nodes == 0 || l.max_xml_attributes == 0 || l.max_bundle_entries == 0 {
+            return Err(invalid(
+                "limits",
+                "max_nodes, max_xml_attributes and max_bundle_entries must be above zero",
+            ));
+        }
         if self.limits.max_concurrent_requests == 0 {
             return Err(invalid(
                 "limits.max_concurrent_requests",

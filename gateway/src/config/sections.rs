@@ -20,7 +20,7 @@ pub enum UpstreamFormat {
     Xml,
 }
 
-/// Body-size and concurrency limits.
+/// Body-size, structure and concurrency limits.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -33,6 +33,16 @@ pub struct LimitsConfig {
     pub max_concurrent_requests: usize,
     /// HTTP/2 streams per client connection.
     pub max_h2_streams: u32,
+    /// Most nodes in one document: JSON values in a request body or in a PATCH's result, and XML
+    /// elements, attributes and text in an XML body. A body over it answers 413, a patch whose result
+    /// would pass it 422; applying a patch may also touch at most four times as many nodes.
+    pub max_nodes: usize,
+    /// Most attributes on one XML element; more answers 413. FHIR elements carry one to three and
+    /// narrative XHTML a handful; the XML converter's work per element grows with the square of this.
+    pub max_xml_attributes: usize,
+    /// Most entries in a request Bundle (a batch or transaction, or a Bundle written as a resource);
+    /// more answers 413, before any entry is authorised or validated.
+    pub max_bundle_entries: usize,
 }
 
 /// Timeouts, each in milliseconds.
@@ -120,6 +130,11 @@ impl Default for LimitsConfig {
             max_response_body: 64 * MIB,
             max_concurrent_requests: 4096,
             max_h2_streams: 256,
+            // A 100-patient Synthea transaction (24,140 entries, 80 MB) is 1.4 million JSON nodes
+            // and 2.0 million XML ones; 16 MiB of real FHIR is well under one million.
+            max_nodes: 4_000_000,
+            max_xml_attributes: 64,
+            max_bundle_entries: 50_000,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! FHIR R4 knowledge the gateway needs: formats, routes, parsing, the canonical form, well-formedness
 //! and OperationOutcome.
 
+pub mod bounds;
 pub mod canonical;
 pub mod compartment;
 pub mod format;

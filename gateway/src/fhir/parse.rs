@@ -12,7 +12,9 @@ use fhirbolt::element::Element;
 use fhirbolt::FhirReleases;
 use serde_json::Value;
 
+use super::bounds::Bounds;
 use super::format::Format;
+use super::wellformed::Refused;
 use super::{narrative, wellformed};
 
 /// The R4 generic element.
@@ -28,11 +30,23 @@ pub enum ParseError {
     /// Well-formed, but not a FHIR resource (no `resourceType`, not an object, unknown structure).
     #[error("{0}")]
     NotAResource(String),
+    /// Over one of the structural [`Bounds`] (here only attributes per XML element).
+    #[error("{0}")]
+    TooCostly(String),
 }
 
-/// Parses a FHIR resource in `format` into its FHIR JSON form.
+impl From<Refused> for ParseError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Malformed(m) => ParseError::Malformed(m.0),
+            Refused::TooCostly(t) => ParseError::TooCostly(t.0),
+        }
+    }
+}
+
+/// Parses a FHIR resource in `format` into its FHIR JSON form, within [`Bounds::converter`].
 pub fn parse(format: Format, bytes: &[u8]) -> Result<Value, ParseError> {
-    wellformed::check(format, bytes).map_err(|m| ParseError::Malformed(m.0))?;
+    wellformed::check(format, bytes, &Bounds::converter())?;
     parse_wellformed(format, bytes)
 }
 
@@ -78,9 +92,9 @@ pub fn is_resource(value: &Value) -> Result<(), ParseError> {
     }
 }
 
-/// Converts a FHIR XML resource to its FHIR JSON form.
+/// Converts a FHIR XML resource to its FHIR JSON form, within [`Bounds::converter`].
 pub fn xml_to_json(bytes: &[u8]) -> Result<Value, ParseError> {
-    wellformed::check_xml(bytes).map_err(|m| ParseError::Malformed(m.0))?;
+    wellformed::check_xml(bytes, &Bounds::converter())?;
     wellformed_xml_to_json(bytes)
 }
 

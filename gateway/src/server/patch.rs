@@ -19,6 +19,7 @@ use crate::fhir::{BodyKind, Interaction, OperationOutcome, Route};
 use crate::server::state::Gateway;
 use crate::validate::enforce::{self, Findings, ValidationMode};
 use crate::validate::patch::{apply_fhirpath_patch, apply_json_patch, PatchError};
+use crate::validate::patch_budget::PatchLimits;
 
 /// What checking a patch decided: findings for the response, and an `If-Match` to add.
 #[derive(Debug, Default)]
@@ -58,6 +59,7 @@ pub async fn check(
             Ok(v) if v.get("resourceType").and_then(Value::as_str) == Some("Parameters") => {
                 Patch::FhirPath(v)
             }
+            Err(ParseError::TooCostly(message)) => return Err(GatewayError::BodyTooCostly(message)),
             Ok(_) | Err(ParseError::NotAResource(_)) => {
                 return Err(GatewayError::UnsupportedMediaType(
                     "a PATCH in a FHIR media type must be a FHIRPath Patch (a Parameters resource); \
@@ -78,12 +80,17 @@ pub async fn check(
         // Nothing to patch (absent, deleted, ambiguous or not visible): the upstream answers that.
         return Ok(Checked::default());
     };
+    // Each operation is measured before it is applied: a patch asking for more than a client may send
+    // (`limits.max_request_body`, `limits.max_nodes`) is refused before the result is built.
+    let limits = PatchLimits::from(&gw.config.limits);
     let applied = match &patch {
-        Patch::Json(p) => apply_json_patch(&mut current, p),
-        Patch::FhirPath(p) => apply_fhirpath_patch(gw.validator.model(), &mut current, p),
+        Patch::Json(p) => apply_json_patch(&mut current, p, limits),
+        Patch::FhirPath(p) => apply_fhirpath_patch(gw.validator.model(), &mut current, p, limits),
     };
     match applied {
         Ok(()) => {}
+        // Refused whatever the validation mode: the limits protect the gateway, not the data.
+        Err(PatchError::TooCostly(m)) => return Err(GatewayError::PatchTooCostly(m)),
         Err(PatchError::Malformed(m)) => return Err(GatewayError::bad_request(m, None)),
         // The patch does not apply to the current version: the upstream says so in its own words.
         Err(PatchError::Failed(_)) => return Ok(Checked::default()),

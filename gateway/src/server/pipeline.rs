@@ -32,7 +32,9 @@ use super::{
 };
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
+use crate::fhir::bounds::Bounds;
 use crate::fhir::format::{body_kind, negotiate};
+use crate::fhir::wellformed::Refused;
 use crate::fhir::{wellformed, BodyKind, Format, Interaction, Route};
 use crate::filter::{self, BaseMap};
 use crate::server::admin;
@@ -536,23 +538,25 @@ async fn request_body(
         })?;
     let kind = body_kind(&parts.headers);
     let root = body_root(route);
-    let check = |format: Format| {
-        wellformed::check_parsed(format, &bytes).map_err(|m| GatewayError::MalformedBody {
+    let bounds = Bounds::from(&gw.config.limits);
+    let refused = |r: Refused, expression: Option<&str>| match r {
+        Refused::TooCostly(t) => GatewayError::BodyTooCostly(t.0),
+        Refused::Malformed(m) => GatewayError::MalformedBody {
             message: m.0,
-            expression: Some(root.to_owned()),
-        })
+            expression: expression.map(str::to_owned),
+        },
+    };
+    let check = |format: Format| {
+        wellformed::check_parsed(format, &bytes, &bounds).map_err(|r| refused(r, Some(root)))
     };
     let is_binary = route.resource_type == Some("Binary");
     let post = parts.method == Method::POST;
     let parsed = match (route.interaction, kind) {
         (i, BodyKind::Fhir(f)) if i.has_resource_body() => check(f),
         (Interaction::Patch | Interaction::ConditionalPatch, BodyKind::JsonPatch) => {
-            wellformed::check_json(&bytes)
+            wellformed::check_json(&bytes, &bounds)
                 .map(|()| None)
-                .map_err(|m| GatewayError::MalformedBody {
-                    message: m.0,
-                    expression: None,
-                })
+                .map_err(|r| refused(r, None))
         }
         // Binary content may be sent raw, in its own media type (R4 §3.1.0.1.10).
         (i, BodyKind::Other) if i.has_resource_body() && is_binary => Ok(None),

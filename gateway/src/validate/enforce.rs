@@ -203,11 +203,13 @@ pub fn parse_body(format: Format, body: &[u8], root: &str) -> Result<Value, Gate
 
 /// A parse failure as the client hears it: a malformed body, located at the resource's root.
 fn not_a_resource<T>(parsed: Result<T, ParseError>, root: &str) -> Result<T, GatewayError> {
-    parsed.map_err(|e| {
-        let (ParseError::Malformed(message) | ParseError::NotAResource(message)) = e;
-        GatewayError::MalformedBody {
-            message,
-            expression: Some(root.to_owned()),
+    parsed.map_err(|e| match e {
+        ParseError::TooCostly(message) => GatewayError::BodyTooCostly(message),
+        ParseError::Malformed(message) | ParseError::NotAResource(message) => {
+            GatewayError::MalformedBody {
+                message,
+                expression: Some(root.to_owned()),
+            }
         }
     })
 }

@@ -48,6 +48,7 @@ pub mod model;
 pub mod narrative_control;
 pub mod narrative_links;
 pub mod patch;
+pub mod patch_budget;
 pub mod path;
 pub mod primitive;
 pub mod profile;

@@ -5,10 +5,14 @@
 //! subset real clients send is implemented here: paths made of element names, `[n]` indexers,
 //! `first()`, `last()` and `where(element = 'literal')`. Any other path form is reported as unsupported,
 //! and the caller refuses the patch rather than forwarding something it could not check.
+//!
+//! Both are applied within a [`Budget`]: each operation is measured before it is applied, and one that
+//! would make the result too large, too deep or too costly to compute is refused (see `patch_budget`).
 
 use serde_json::{Map, Value};
 
 use super::model::{Model, Target};
+use super::patch_budget::{self, levels, Budget, PatchLimits, Size};
 use crate::fhir::parameters;
 
 /// Why a patch's result could not be computed.
@@ -26,20 +30,28 @@ pub enum PatchError {
     /// An operation does not apply to the current version (the upstream would refuse it too).
     #[error("{0}")]
     Failed(String),
+    /// Applying the patch would pass the gateway's limits on the result or on the work.
+    #[error("{0}")]
+    TooCostly(String),
 }
 
-/// Applies an RFC 6902 JSON Patch document to `doc`.
-pub fn apply_json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
+/// Applies an RFC 6902 JSON Patch document to `doc`, within `limits`.
+pub fn apply_json_patch(
+    doc: &mut Value,
+    patch: &Value,
+    limits: PatchLimits,
+) -> Result<(), PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::Malformed(format!("not a JSON Patch document: {e}")))?;
-    json_patch::patch(doc, &ops).map_err(|e| PatchError::Failed(format!("JSON Patch failed: {e}")))
+    patch_budget::apply_json(doc, &ops, limits)
 }
 
-/// Applies a FHIRPath Patch (`Parameters` of `operation`s) to the resource `doc`.
+/// Applies a FHIRPath Patch (`Parameters` of `operation`s) to the resource `doc`, within `limits`.
 pub fn apply_fhirpath_patch(
     model: &Model,
     doc: &mut Value,
     params: &Value,
+    limits: PatchLimits,
 ) -> Result<(), PatchError> {
     if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
         return Err(PatchError::Malformed(
@@ -47,13 +59,15 @@ pub fn apply_fhirpath_patch(
         ));
     }
     let ops = parameters::list(params, "parameter");
+    let mut budget = Budget::new(doc, limits, "FHIRPath Patch");
     for (n, op) in ops.iter().enumerate() {
         if op.get("name").and_then(Value::as_str) != Some("operation") {
             return Err(PatchError::Malformed(format!(
                 "Parameters.parameter[{n}] is not an 'operation'"
             )));
         }
-        apply_operation(model, doc, &Operation::read(op, n)?)?;
+        budget.operation(n);
+        apply_operation(model, doc, &Operation::read(op, n)?, &mut budget)?;
     }
     Ok(())
 }
@@ -141,8 +155,66 @@ struct Located {
     names: Vec<String>,
 }
 
-fn apply_operation(model: &Model, doc: &mut Value, op: &Operation<'_>) -> Result<(), PatchError> {
+/// Accounts for `op` before it is applied: the locations its path selects, the value it puts and what
+/// that replaces, and the list items it shifts.
+fn account(
+    budget: &mut Budget,
+    doc: &Value,
+    at: &Located,
+    op: &Operation<'_>,
+) -> Result<(), PatchError> {
+    budget.work(at.items.len() + 1)?;
+    let one = match at.items.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    let list_len = at
+        .list
+        .as_deref()
+        .and_then(|l| doc.pointer(l))
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let value = match (op.kind, &op.value) {
+        ("add" | "insert" | "replace", Some(v)) => budget.measure(v)?,
+        _ => Size::default(),
+    };
+    match (op.kind, one) {
+        // A member of the element, perhaps in a new list.
+        ("add", Some(p)) => {
+            let added = value.wrapped(op.name.unwrap_or_default(), true);
+            budget.place(levels(p) + 1, added, Size::default())
+        }
+        ("insert", _) => {
+            budget.work(list_len)?;
+            // A list not there yet is made under the path's elements, each at most two levels deep.
+            let level = at
+                .list
+                .as_deref()
+                .map_or(2 * at.names.len(), |l| levels(l) + 1);
+            budget.place(level, value.wrapped("", at.list.is_none()), Size::default())
+        }
+        ("replace", Some(p)) => {
+            let removed = budget.measure_at(doc, p)?;
+            budget.place(levels(p), value, removed)
+        }
+        ("delete", Some(p)) => {
+            budget.shift(doc, p)?;
+            let removed = budget.measure_at(doc, p)?;
+            budget.place(0, Size::default(), removed)
+        }
+        ("move", _) => budget.work(2 * list_len),
+        _ => Ok(()),
+    }
+}
+
+fn apply_operation(
+    model: &Model,
+    doc: &mut Value,
+    op: &Operation<'_>,
+    budget: &mut Budget,
+) -> Result<(), PatchError> {
     let at = locate(doc, op.path)?;
+    account(budget, doc, &at, op)?;
     let failed =
         |what: String| PatchError::Failed(format!("FHIRPath Patch operation {}: {what}", op.at));
     match op.kind {
@@ -465,7 +537,12 @@ mod tests {
 
     fn fhirpath(doc: &mut Value, ops: Vec<Value>) -> Result<(), PatchError> {
         let params = json!({"resourceType": "Parameters", "parameter": ops});
-        apply_fhirpath_patch(Validator::r4().model(), doc, &params)
+        apply_fhirpath_patch(
+            Validator::r4().model(),
+            doc,
+            &params,
+            PatchLimits::default(),
+        )
     }
 
     fn patient() -> Value {
@@ -480,12 +557,19 @@ mod tests {
         apply_json_patch(
             &mut p,
             &json!([{"op": "replace", "path": "/birthDate", "value": "1971"}]),
+            PatchLimits::default(),
         )
         .unwrap();
         assert_eq!(p["birthDate"], "1971");
-        let e = apply_json_patch(&mut p, &json!([{"op": "remove", "path": "/nope"}])).unwrap_err();
+        let e = apply_json_patch(
+            &mut p,
+            &json!([{"op": "remove", "path": "/nope"}]),
+            PatchLimits::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, PatchError::Failed(_)), "{e:?}");
-        let e = apply_json_patch(&mut p, &json!({"op": "remove"})).unwrap_err();
+        let e =
+            apply_json_patch(&mut p, &json!({"op": "remove"}), PatchLimits::default()).unwrap_err();
         assert!(matches!(e, PatchError::Malformed(_)), "{e:?}");
     }
 
