@@ -57,6 +57,9 @@ struct Ctx {
     upstream_elapsed: Option<Duration>,
     /// The request's decision record, once it has one.
     decision: Option<String>,
+    /// What identity and policy decided, until [`observe`] finishes the decision record: the one
+    /// exit every request that got a decision id goes through, whatever ended it.
+    guard: Option<enforce::Guard>,
 }
 
 /// Handles one request end to end and never fails: every error becomes an OperationOutcome.
@@ -70,6 +73,7 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
         upstream_status: None,
         upstream_elapsed: None,
         decision: None,
+        guard: None,
     };
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -87,11 +91,16 @@ pub async fn observe(gw: Arc<Gateway>, conn: ConnInfo, req: Request<Incoming>) -
         }
     } else {
         match gw.limiter.clone().try_acquire_owned() {
-            Ok(_permit) => fhir(&gw, &conn, &mut ctx, req).await,
+            Ok(_permit) => fhir_guarded(&gw, &conn, &mut ctx, req).await,
             Err(_) => Err(GatewayError::Overloaded),
         }
     };
     drop(in_flight);
+    // The one exit: a request that got a decision id gets its record, however it ended (an answer,
+    // a refusal after identity, a 4xx or 5xx from any phase, a panic).
+    if let Some(mut g) = ctx.guard.take() {
+        enforce::finish(&gw.enforcer, &mut g, status_of(&result)).await;
+    }
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -266,7 +275,7 @@ async fn fhir(
 
     // Identity, scopes, joins and purpose, before anything reaches the upstream. The capability
     // statement stays public (SMART discovery needs it).
-    let mut guard = match route.interaction {
+    ctx.guard = match route.interaction {
         Interaction::Capabilities => None,
         _ => Some(
             enforce::before(
@@ -281,14 +290,12 @@ async fn fhir(
             .await?,
         ),
     };
-    if let (Some("AuditEvent"), Some(g)) = (route.resource_type, guard.as_mut()) {
-        let result = audit_events(gw, &route, &public, query.as_deref(), ctx.format).await;
+    if let (Some("AuditEvent"), Some(g)) = (route.resource_type, ctx.guard.as_mut()) {
         g.reviewed(matches!(
             route.interaction,
             Interaction::Read | Interaction::SearchType
         ));
-        enforce::finish(&gw.enforcer, g, status_of(&result)).await;
-        return result;
+        return audit_events(gw, &route, &public, query.as_deref(), ctx.format).await;
     }
 
     // Request filter: media type, size, time and well-formedness of the body.
@@ -304,17 +311,13 @@ async fn fhir(
         }
         _ => None,
     };
-    if let (Some(g), Some(bundle)) = (guard.as_mut(), &request_bundle) {
+    if let (Some(g), Some(bundle)) = (ctx.guard.as_mut(), &request_bundle) {
         enforce::authorize_bundle(gw, g, bundle).await?;
     }
 
     // `$verify` and `$receipt` are the ledger's.
     if route.interaction == Interaction::Operation && verify_op::is_ledger_op(&route) {
-        let result = verify_op::handle(gw, &parts, &route, ctx.format, guard.as_mut()).await;
-        if let Some(g) = guard.as_mut() {
-            enforce::finish(&gw.enforcer, g, status_of(&result)).await;
-        }
-        return result;
+        return verify_op::handle(gw, &parts, &route, ctx.format, ctx.guard.as_mut()).await;
     }
 
     // `$validate` is the gateway's own: the answer is exactly the verdict a write would get.
@@ -421,14 +424,37 @@ async fn fhir(
         findings: findings.as_ref(),
         write: write.as_ref(),
     };
-    let result = response_filter(gw, filtered, up_resp, guard.as_mut()).await;
+    let result = response_filter(gw, filtered, up_resp, ctx.guard.as_mut()).await;
     if route.resource_type == Some("Group") && !matches!(parts.method, Method::GET | Method::HEAD) {
         gw.enforcer.groups_changed();
     }
-    if let Some(g) = guard.as_mut() {
-        enforce::finish(&gw.enforcer, g, status_of(&result)).await;
-    }
     result
+}
+
+/// [`fhir`], with a panic in any of its phases turned into a 500 here, so that the request's decision
+/// record is still finished (the panic guard in `stack.rs` stays outermost, for bugs outside the phases).
+async fn fhir_guarded(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    ctx: &mut Ctx,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    use futures_util::FutureExt as _;
+    // The phases' state is per request and finished as a 500 record; shared state is atomics, a
+    // semaphore permit and poison-tolerant mutexes, as for the outer guard.
+    match std::panic::AssertUnwindSafe(fhir(gw, conn, ctx, req))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(_) => {
+            gw.metrics.panics.inc();
+            tracing::error!(request_id = %ctx.request_id, "a request phase panicked; answered 500");
+            Err(GatewayError::Internal(
+                "internal gateway error; the failure has been logged".into(),
+            ))
+        }
+    }
 }
 
 /// The status a result answers with.
