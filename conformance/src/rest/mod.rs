@@ -140,7 +140,7 @@ pub fn run_check(
         (Err(e), _) => out.error = Some(format!("upstream run failed: {e:#}")),
         (Ok(_), Err(e)) => out.error = Some(format!("gateway run failed: {e:#}")),
         (Ok(u), Ok(g)) => {
-            let nu_steps = normalize::normalize(&u, &opts.upstream_base, &nu);
+            let nu_steps = normalize::normalize_upstream(&u, &opts.upstream_base, &nu);
             let ng_steps = normalize::normalize(&g, &opts.gateway_base, &ng);
             out.steps = nu_steps.len();
             out.difference = compare::first_difference(&nu_steps, &ng_steps);
