@@ -94,7 +94,8 @@ pub enum Obligation {
         /// The resource facts the filter depends on.
         on: Vec<FilterAxis>,
     },
-    /// Leave `Bundle.total` out when anything was removed: a count would reveal hidden data.
+    /// Leave `Bundle.total` out when anything was removed: a count would reveal hidden data. The
+    /// enforcement point leaves it out more often (`filter::entries::total_disclosable`).
     SuppressTotal,
 }
 
