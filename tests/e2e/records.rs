@@ -1,6 +1,7 @@
 //! Every request that gets a decision id gets a stored, anchored decision record, whatever way it ends:
 //! an answer, a malformed body (400), a body too large (413), a wrong media type (415), an invalid
-//! resource (422), a failing PATCH, `$validate`, an unreachable upstream (502).
+//! resource (422), a failing PATCH, `$validate`, an unreachable upstream (502), and a refusal of a
+//! join carried outside the URL (a POST `_search` form, `If-None-Exist`, a batch entry).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use anchorgate_e2e::{client, free_port, Gateway, GatewayOptions, Upstream};
@@ -116,4 +117,73 @@ fn an_unreachable_upstream_keeps_the_decision_record() {
     let (status, id) = decided(client().get(format!("{}/Patient/p1", gw.base)));
     assert_eq!(status, 502);
     assert_recorded(&gw, &id, 502);
+}
+
+/// Joins (`_has`, chains) are refused wherever search parameters travel, each refusal recorded.
+#[test]
+fn joins_outside_the_url_are_refused_and_recorded() {
+    let gw = Gateway::shared();
+    let base = &gw.base;
+    let patient = "{\"resourceType\":\"Patient\",\"active\":true}";
+    let batch = serde_json::json!({"resourceType": "Bundle", "type": "batch", "entry": [{
+        "resource": {"resourceType": "Patient", "active": true},
+        "request": {"method": "POST", "url": "Patient",
+                    "ifNoneExist": "general-practitioner.name=Able"}
+    }]});
+    let cases = vec![
+        (
+            "_has:Observation:subject:code",
+            client()
+                .post(format!("{base}/Patient/_search"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("_has%3AObservation%3Asubject%3Acode=11331-6"),
+        ),
+        (
+            "subject.name",
+            client()
+                .post(format!("{base}/Observation/_search"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("code=1&subject.name=Prior"),
+        ),
+        (
+            "_has:Observation:subject:code",
+            client()
+                .post(format!("{base}/Patient"))
+                .header("content-type", "application/fhir+json")
+                .header("if-none-exist", "_has:Observation:subject:code=11331-6")
+                .body(patient),
+        ),
+        (
+            "general-practitioner.name",
+            client()
+                .post(base.to_string())
+                .header("content-type", "application/fhir+json")
+                .body(batch.to_string()),
+        ),
+    ];
+    for (param, req) in cases {
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        let id = r
+            .headers()
+            .get("x-anchorgate-decision")
+            .and_then(|v| v.to_str().ok())
+            .unwrap()
+            .to_owned();
+        let text = r.text().unwrap();
+        assert_eq!(status, 403, "{param}: {text}");
+        assert!(text.contains(param), "{param}: {text}");
+        assert_recorded(gw, &id, 403);
+        let rec: Value = client()
+            .get(format!("{}/audit/decisions/{id}", gw.root()))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(rec["decision"]["outcome"], "deny", "{rec}");
+        assert!(
+            rec["decision"]["reasons"].to_string().contains("no-joins"),
+            "{rec}"
+        );
+    }
 }

@@ -526,6 +526,39 @@ fn finish_record(record: &mut DecisionRecord, started: Instant) {
     record.latency_us = started.elapsed().as_micros() as u64;
 }
 
+/// Refuses the request under `policy_id`. The decision goes on the guard's record, which the
+/// pipeline's one exit stores with the status the client gets.
+fn deny(guard: &mut Guard, outcome: &str, policy_id: &str, why: String) -> GatewayError {
+    guard.record.outcome = outcome.to_owned();
+    guard.record.reasons = vec![policy(policy_id, &why)];
+    GatewayError::Forbidden(why)
+}
+
+/// Search parameters that join across resources (`_has`, chains, `_filter`; see `fhir::joins`) are
+/// refused wherever the request carries search parameters, not only in its URL: a POST `_search`
+/// form body, `If-None-Exist` (a conditional create runs it as a search), and each batch entry's
+/// URL and `ifNoneExist`. `sources` pairs where the parameters came from with their query text.
+pub fn refuse_joins(
+    enf: &Enforcer,
+    guard: &mut Guard,
+    sources: &[(&str, &str)],
+) -> Result<(), GatewayError> {
+    if enf.config.allow_joins {
+        return Ok(());
+    }
+    for (at, params) in sources {
+        let found = joins::joins(params);
+        if !found.is_empty() {
+            let why = format!(
+                "{at}: search parameter(s) {} join across resources and are not allowed (enforcement.allow_joins)",
+                found.join(", ")
+            );
+            return Err(deny(guard, "deny", "no-joins", why));
+        }
+    }
+    Ok(())
+}
+
 /// The Groups `fhir_user` is a member of, read from the upstream on the gateway's own account and
 /// cached. A failed lookup counts as no membership (deny when unsure).
 async fn groups_of(gw: &Gateway, enf: &Enforcer, fhir_user: Option<&str>) -> Vec<String> {
@@ -1225,34 +1258,20 @@ pub async fn authorize_bundle(
                     rtype.as_str()
                 }
             );
-            return Err(refused(
-                enf,
-                &mut guard.record,
-                guard.started,
-                "forbidden",
-                "smart-scopes",
-                why,
-            )
-            .await);
+            return Err(deny(guard, "forbidden", "smart-scopes", why));
         }
-        if !enf.config.allow_joins {
-            let found = joins::joins(query.as_deref().unwrap_or_default());
-            if !found.is_empty() {
-                let why = format!(
-                    "{at}: search parameter(s) {} join across resources and are not allowed",
-                    found.join(", ")
-                );
-                return Err(refused(
-                    enf,
-                    &mut guard.record,
-                    guard.started,
-                    "deny",
-                    "no-joins",
-                    why,
-                )
-                .await);
-            }
-        }
+        let if_none_exist = e
+            .pointer("/request/ifNoneExist")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        refuse_joins(
+            enf,
+            guard,
+            &[
+                (&format!("{at}.url"), query.as_deref().unwrap_or_default()),
+                (&format!("{at}.ifNoneExist"), if_none_exist),
+            ],
+        )?;
     }
     if !guard.bundle_reads.is_empty() {
         guard.judge = Judge::BatchReads;

@@ -303,6 +303,27 @@ async fn fhir(
 
     let kind = body_kind(&parts.headers);
 
+    // Joins wherever search parameters travel besides the URL (checked in `enforce::before`).
+    if let Some(g) = ctx.guard.as_mut() {
+        let form = (kind == BodyKind::Form && parts.method == Method::POST)
+            .then(|| String::from_utf8_lossy(&body).into_owned());
+        let if_none_exist = parts
+            .headers
+            .get("if-none-exist")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        enforce::refuse_joins(
+            &gw.enforcer,
+            g,
+            &[
+                ("the form-encoded body", form.as_deref().unwrap_or_default()),
+                (
+                    "If-None-Exist",
+                    if_none_exist.as_deref().unwrap_or_default(),
+                ),
+            ],
+        )?;
+    }
+
     // A batch or transaction: parsed once (its body is already checked well-formed), authorised
     // entry by entry before any of it reaches the upstream, and kept for anchoring its versions.
     let request_bundle = match (route.interaction, kind) {
