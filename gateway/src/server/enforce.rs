@@ -206,6 +206,16 @@ impl Guard {
     pub fn judges(&self) -> bool {
         self.judge != Judge::Nothing
     }
+
+    /// What the token's scopes grant on the request's own resource type and interaction.
+    pub(super) fn scope(&self) -> &ScopeDecision {
+        &self.scope
+    }
+
+    /// Who is asking.
+    pub(super) fn principal(&self) -> &Principal {
+        &self.principal
+    }
 }
 
 fn permission(route: &Route, method: &Method) -> Permission {
@@ -528,7 +538,7 @@ fn finish_record(record: &mut DecisionRecord, started: Instant) {
 
 /// Refuses the request under `policy_id`. The decision goes on the guard's record, which the
 /// pipeline's one exit stores with the status the client gets.
-fn deny(guard: &mut Guard, outcome: &str, policy_id: &str, why: String) -> GatewayError {
+pub(super) fn deny(guard: &mut Guard, outcome: &str, policy_id: &str, why: String) -> GatewayError {
     guard.record.outcome = outcome.to_owned();
     guard.record.reasons = vec![policy(policy_id, &why)];
     GatewayError::Forbidden(why)
@@ -1259,6 +1269,14 @@ pub async fn authorize_bundle(
                 }
             );
             return Err(deny(guard, "forbidden", "smart-scopes", why));
+        }
+        if let Some(resource) = e.get("resource") {
+            super::write_authz::authorize_written(
+                guard,
+                &allowed,
+                resource,
+                &format!("Bundle.entry[{n}].resource"),
+            )?;
         }
         let if_none_exist = e
             .pointer("/request/ifNoneExist")

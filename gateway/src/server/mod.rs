@@ -16,6 +16,7 @@ pub mod state;
 pub mod tls;
 pub mod validate_op;
 pub mod verify_op;
+pub mod write_authz;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 
 use super::{
     anchor, audit_api, bridge, enforce, ledger_api, patch, public_base, validate_op, verify_op,
-    ConnInfo,
+    write_authz, ConnInfo,
 };
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
@@ -334,6 +334,29 @@ async fn fhir(
     };
     if let (Some(g), Some(bundle)) = (ctx.guard.as_mut(), &request_bundle) {
         enforce::authorize_bundle(gw, g, bundle).await?;
+    }
+    // Writes are authorised like reads: the resource written, and the version it replaces.
+    if let (Some(g), BodyKind::Fhir(f)) = (ctx.guard.as_mut(), kind) {
+        if matches!(
+            route.interaction,
+            Interaction::Create | Interaction::Update | Interaction::ConditionalUpdate
+        ) {
+            let parsed;
+            let written = match parsed_body.as_ref() {
+                Some(v) => Some(v),
+                None => {
+                    parsed = crate::fhir::parse::parse(f, &body).ok();
+                    parsed.as_ref()
+                }
+            };
+            if let Some(resource) = written {
+                let scope = g.scope().clone();
+                write_authz::authorize_written(g, &scope, resource, "the written resource")?;
+            }
+        }
+    }
+    if let Some(g) = ctx.guard.as_mut() {
+        write_authz::authorize_current(gw, g, &parts, &route).await?;
     }
 
     // `$verify` and `$receipt` are the ledger's.
