@@ -45,7 +45,7 @@ pub fn spans(xml: &[u8]) -> Vec<(usize, usize)> {
 
 fn is_xhtml_div(tag: &quick_xml::events::BytesStart<'_>) -> bool {
     tag.name().as_ref() == b"div"
-        && tag.attributes().flatten().any(|a| {
+        && crate::fhir::wellformed::attributes(tag).flatten().any(|a| {
             a.key.as_ref() == b"xmlns" && a.value.as_ref() == b"http://www.w3.org/1999/xhtml"
         })
 }

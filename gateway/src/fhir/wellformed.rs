@@ -330,7 +330,7 @@ fn read_xml(body: &[u8], bounds: &Bounds) -> Result<Counts, Refused> {
         };
         nodes += 1;
         if let Some(e) = element {
-            nodes += attrs.check(e, bounds.max_attributes, pos)?;
+            nodes += attrs.check(e, bounds.max_attributes, Some(pos))?;
             match depth {
                 0 => bundle = e.local_name().as_ref() == b"Bundle",
                 1 if bundle && e.local_name().as_ref() == b"entry" => entries += 1,
@@ -369,6 +369,21 @@ fn read_xml(body: &[u8], bounds: &Bounds) -> Result<Counts, Refused> {
     }
 }
 
+/// Checks the attributes of one element in time linear in their number: no name repeated (XML 1.0
+/// §3.1), at most `max` of them; answers how many there are. For XML that did not pass [`check_xml`]
+/// (narrative XHTML held in a JSON string).
+pub fn check_attributes(e: &BytesStart<'_>, max: usize) -> Result<usize, Refused> {
+    Attributes::default().check(e, max, None)
+}
+
+/// The attributes of `e` without quick-xml's own duplicate check, which compares each with every
+/// earlier one: for readers of elements already checked, or that only look for one attribute.
+pub fn attributes<'a>(e: &'a BytesStart<'_>) -> quick_xml::events::attributes::Attributes<'a> {
+    let mut all = e.attributes();
+    all.with_checks(false);
+    all
+}
+
 /// The attribute check of [`check_xml`], reused from element to element so it allocates only once.
 ///
 /// quick-xml's own duplicate check compares each attribute with every earlier one: 200,000 attributes
@@ -381,23 +396,26 @@ struct Attributes {
 }
 
 impl Attributes {
-    /// Checks the attributes of `e` (which starts at byte `pos`) and answers how many it has.
-    fn check(&mut self, e: &BytesStart<'_>, max: usize, pos: u64) -> Result<usize, Refused> {
+    /// Checks the attributes of `e` (which starts at byte `pos`, when known) and answers how many it
+    /// has.
+    fn check(
+        &mut self,
+        e: &BytesStart<'_>,
+        max: usize,
+        pos: Option<u64>,
+    ) -> Result<usize, Refused> {
         self.seen.clear();
+        let at = pos.map_or_else(String::new, |p| format!(" at byte {p}"));
         let mut first = None;
         let mut n = 0;
-        let mut all = e.attributes();
-        for attr in all.with_checks(false) {
+        for attr in attributes(e) {
             let attr = attr.map_err(|err| {
-                Malformed(format!(
-                    "malformed XML attribute in the tag at byte {pos}: {err}"
-                ))
+                Malformed(format!("malformed XML attribute in the tag{at}: {err}"))
             })?;
             n += 1;
             if n > max {
                 return Err(TooCostly(format!(
-                    "an XML element at byte {pos} has more than {max} attributes \
-                     (limits.max_xml_attributes)"
+                    "an XML element{at} has more than {max} attributes (limits.max_xml_attributes)"
                 ))
                 .into());
             }
@@ -413,7 +431,7 @@ impl Attributes {
                     if !self.seen.insert(self.keys.hash_one(key)) && repeated(e, key, n) {
                         let name: String = String::from_utf8_lossy(key).chars().take(64).collect();
                         return Err(Malformed(format!(
-                            "the attribute \"{name}\" is repeated in the tag at byte {pos}"
+                            "the attribute \"{name}\" is repeated in the tag{at}"
                         ))
                         .into());
                     }
@@ -426,8 +444,7 @@ impl Attributes {
 
 /// Whether one of the first `n - 1` attributes of `e` is named `key`.
 fn repeated(e: &BytesStart<'_>, key: &[u8], n: usize) -> bool {
-    let mut all = e.attributes();
-    all.with_checks(false)
+    attributes(e)
         .take(n - 1)
         .flatten()
         .any(|a| a.key.as_ref() == key)

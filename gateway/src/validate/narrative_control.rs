@@ -21,7 +21,7 @@ pub fn unsourced(text: &Value) -> Vec<String> {
     let mut reader = quick_xml::Reader::from_str(div);
     let (mut depth, mut out) = (0usize, Vec::new());
     let sourced = |e: &quick_xml::events::BytesStart<'_>| {
-        e.attributes().flatten().any(|a| {
+        crate::fhir::wellformed::attributes(e).flatten().any(|a| {
             a.key.as_ref() == b"class"
                 && String::from_utf8_lossy(&a.value)
                     .split_whitespace()
@@ -132,11 +132,13 @@ fn sections(div: &str) -> Vec<String> {
 }
 
 fn lang_of(e: &quick_xml::events::BytesStart<'_>) -> Option<String> {
-    e.attributes().flatten().find_map(|a| {
-        let key = a.key.as_ref();
-        (key == b"lang" || key == b"xml:lang")
-            .then(|| String::from_utf8_lossy(&a.value).into_owned())
-    })
+    crate::fhir::wellformed::attributes(e)
+        .flatten()
+        .find_map(|a| {
+            let key = a.key.as_ref();
+            (key == b"lang" || key == b"xml:lang")
+                .then(|| String::from_utf8_lossy(&a.value).into_owned())
+        })
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ fn for_each_element(div: &str, mut f: impl FnMut(&BytesStart<'_>)) {
 }
 
 fn attribute(t: &BytesStart<'_>, name: &[u8]) -> Option<String> {
-    t.attributes()
+    crate::fhir::wellformed::attributes(t)
         .flatten()
         .find(|a| a.key.local_name().as_ref() == name)
         .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))

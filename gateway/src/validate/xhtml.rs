@@ -4,6 +4,12 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::fhir::wellformed::{self, Refused};
+
+/// Most attributes on one narrative element (the XML gate's default `limits.max_xml_attributes`): a
+/// narrative in JSON never passed that gate, and real XHTML carries a handful.
+const MAX_ATTRIBUTES: usize = 64;
+
 /// Elements that R4's `txt-1` allows in narrative.
 const ALLOWED: &[&str] = &[
     "p",
@@ -105,7 +111,17 @@ fn check_element(t: &quick_xml::events::BytesStart<'_>) -> Result<(), String> {
             "the narrative XHTML uses the element '{name}', which is not allowed (txt-1)"
         ));
     }
-    for attr in t.attributes() {
+    // Checked linearly first: quick-xml's own check is quadratic in the attributes of an element.
+    match wellformed::check_attributes(t, MAX_ATTRIBUTES) {
+        Ok(_) => {}
+        Err(Refused::TooCostly(_)) => {
+            return Err(format!(
+                "the narrative XHTML has an element with more than {MAX_ATTRIBUTES} attributes"
+            ))
+        }
+        Err(e) => return Err(format!("the narrative XHTML is not well-formed: {e}")),
+    }
+    for attr in wellformed::attributes(t) {
         let attr = attr.map_err(|e| format!("the narrative XHTML is not well-formed: {e}"))?;
         let key = attr.key.local_name();
         let key = key.as_ref();
@@ -116,4 +132,36 @@ fn check_element(t: &quick_xml::events::BytesStart<'_>) -> Result<(), String> {
             .map_err(|_| "the narrative XHTML uses an entity XML does not define".to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A narrative whose `p` has `n` attributes (distinct unless `repeat`).
+    fn with_attributes(n: usize, repeat: bool) -> String {
+        let attrs: String = (0..n)
+            .map(|i| format!(" a{}=\"\"", if repeat { 0 } else { i }))
+            .collect();
+        format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p{attrs}>x</p></div>")
+    }
+
+    #[test]
+    fn attributes_are_checked_in_linear_time() {
+        assert_eq!(check(&with_attributes(MAX_ATTRIBUTES - 1, false)), Ok(()));
+        let e = check(&with_attributes(2, true)).unwrap_err();
+        assert!(
+            e.contains("not well-formed") && e.contains("repeated"),
+            "{e}"
+        );
+        // 1 MiB, FHIR's string limit, of attributes on one element: refused at the 65th, where
+        // quick-xml's own duplicate check would compare each with every earlier one.
+        let started = std::time::Instant::now();
+        let e = check(&with_attributes(100_000, false)).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            e,
+            "the narrative XHTML has an element with more than 64 attributes"
+        );
+    }
 }
